@@ -1,0 +1,165 @@
+"""A finished completion, assembled from a JSON body or from stream chunks."""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import ContentFilterError, UpstreamError, error_for
+
+_THINK_BLOCK = re.compile(r"<think>.*?(?:</think>|\Z)", re.DOTALL)
+
+
+@dataclass
+class Usage:
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    total_tokens: int = 0
+
+    @classmethod
+    def from_json(cls, data: Any) -> Usage:
+        if not isinstance(data, dict):
+            return cls()
+
+        def count(name: str) -> int:
+            value = data.get(name)
+            return value if isinstance(value, int) and value >= 0 else 0
+
+        prompt, completion = count("prompt_tokens"), count("completion_tokens")
+        return cls(prompt, completion, count("total_tokens") or prompt + completion)
+
+
+@dataclass
+class Completion:
+    """The answer the chat may see, with what the platform reported about it."""
+
+    content: str
+    model: str = ""
+    finish_reason: str | None = None
+    usage: Usage = field(default_factory=Usage)
+    reasoning: str = ""
+    web_search: list[dict[str, Any]] = field(default_factory=list)
+
+
+def split_reasoning(text: str) -> tuple[str, str]:
+    """Separate ``<think>`` blocks (GLM-Z1) from the answer: ``(answer, reasoning)``."""
+    reasoning: list[str] = []
+    head, closed, tail = text.partition("</think>")
+    if closed and "<think>" not in head:  # the server dropped the opening tag
+        reasoning.append(head)
+        text = tail
+    answer = _THINK_BLOCK.sub(lambda m: reasoning.append(m.group(0)) or "", text)
+    cleaned = [r.replace("<think>", "").replace("</think>", "").strip() for r in reasoning]
+    return answer.strip(), "\n".join(r for r in cleaned if r)
+
+
+def check_finish_reason(reason: str | None) -> None:
+    """Raise for a finish reason that means the answer must not be used."""
+    if reason == "sensitive":
+        raise ContentFilterError("answer blocked by content review", code="1301")
+    if reason == "network_error":
+        raise UpstreamError("model inference failed mid-answer", retryable=True)
+
+
+def _finish(
+    content: str, reasoning: str, model: str, reason: str | None, usage: Usage, search: list
+) -> Completion:
+    check_finish_reason(reason)
+    answer, think = split_reasoning(content)
+    reasoning = "\n".join(part for part in (reasoning.strip(), think) if part)
+    if not answer:
+        raise UpstreamError("the model returned an empty answer")
+    return Completion(answer, model, reason, usage, reasoning, search)
+
+
+def _raise_if_error(data: dict[str, Any], status: int | None) -> None:
+    error = data.get("error")
+    if isinstance(error, dict):
+        code = error.get("code")
+        raise error_for(status, str(code) if code else None, str(error.get("message") or ""))
+
+
+def _web_search(data: dict[str, Any]) -> list[dict[str, Any]]:
+    found = data.get("web_search")
+    return [item for item in found if isinstance(item, dict)] if isinstance(found, list) else []
+
+
+def completion_from_json(data: Any, status: int | None = 200) -> Completion:
+    """A completion from a sync response body (or an async task's result)."""
+    if not isinstance(data, dict):
+        raise UpstreamError("the response is not a JSON object")
+    _raise_if_error(data, status)
+    choices = data.get("choices")
+    if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
+        raise UpstreamError("the response has no choices")
+    choice = choices[0]
+    message = choice.get("message") if isinstance(choice.get("message"), dict) else {}
+    return _finish(
+        _text(message.get("content")),
+        _text(message.get("reasoning_content")),
+        str(data.get("model") or ""),
+        choice.get("finish_reason"),
+        Usage.from_json(data.get("usage")),
+        _web_search(data),
+    )
+
+
+def _text(value: Any) -> str:
+    return value if isinstance(value, str) else ""
+
+
+class StreamAssembler:
+    """Feeds on SSE data payloads and assembles the completion they carry."""
+
+    def __init__(self) -> None:
+        self._content: list[str] = []
+        self._reasoning: list[str] = []
+        self._model = ""
+        self._finish_reason: str | None = None
+        self._usage = Usage()
+        self._web_search: list[dict[str, Any]] = []
+        self.done = False
+        self.first_content = False
+
+    def feed(self, payload: str) -> None:
+        """Take one event's data; raises the typed error an error frame carries."""
+        if payload.strip() == "[DONE]":
+            self.done = True
+            return
+        try:
+            data = json.loads(payload)
+        except ValueError as exc:
+            raise UpstreamError("a stream frame is not JSON") from exc
+        if not isinstance(data, dict):
+            raise UpstreamError("a stream frame is not a JSON object")
+        _raise_if_error(data, None)
+        self._model = str(data.get("model") or self._model)
+        if "usage" in data:
+            self._usage = Usage.from_json(data["usage"])
+        self._web_search.extend(_web_search(data))
+        for choice in data.get("choices") or []:
+            if not isinstance(choice, dict):
+                continue
+            delta = choice.get("delta") if isinstance(choice.get("delta"), dict) else {}
+            if text := _text(delta.get("content")):
+                self._content.append(text)
+                self.first_content = True
+            self._reasoning.append(_text(delta.get("reasoning_content")))
+            if choice.get("finish_reason"):
+                self._finish_reason = choice["finish_reason"]
+                check_finish_reason(self._finish_reason)
+
+    def result(self) -> Completion:
+        """The completion, once the stream has ended."""
+        if self._finish_reason is None and not self.done:
+            raise UpstreamError("the stream ended before the answer was complete", retryable=True)
+        return _finish(
+            "".join(self._content),
+            "".join(self._reasoning),
+            self._model,
+            self._finish_reason,
+            self._usage,
+            self._web_search,
+        )

@@ -1,0 +1,69 @@
+"""OneBot v11 events in, the plugin's terms out: conversation, speaker, text; and replies."""
+
+from __future__ import annotations
+
+import re
+
+from nonebot.adapters.onebot.v11 import (
+    Bot,
+    GroupMessageEvent,
+    Message,
+    MessageEvent,
+    MessageSegment,
+)
+from nonebot.adapters.onebot.v11.permission import GROUP_ADMIN, GROUP_OWNER
+from nonebot.permission import SUPERUSER
+
+from .chat import group_key, private_key
+from .models import Speaker
+
+_NAME_LIMIT = 24
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
+
+_ADMIN = SUPERUSER | GROUP_ADMIN | GROUP_OWNER
+
+
+def question_text(message: Message) -> str:
+    """What the user asked: the text, with @someone kept as a readable name."""
+    parts: list[str] = []
+    for segment in message:
+        if segment.type == "text":
+            parts.append(segment.data.get("text", ""))
+        elif segment.type == "at":
+            qq = str(segment.data.get("qq", ""))
+            parts.append("@全体成员" if qq == "all" else f"@{segment.data.get('name') or qq}")
+    return "".join(parts).strip()
+
+
+def speaker_of(event: MessageEvent) -> Speaker:
+    """The sender as the model sees them: group card, else nickname, else the QQ id."""
+    sender = event.sender
+    name = (getattr(sender, "card", None) or sender.nickname or "").strip()
+    name = _CONTROL.sub(" ", name)[:_NAME_LIMIT].strip() or str(event.user_id)
+    return Speaker(str(event.user_id), name)
+
+
+def conversation_of(event: MessageEvent) -> tuple[str, Speaker | None]:
+    """The conversation key, and the speaker label where several people share it."""
+    if isinstance(event, GroupMessageEvent):
+        return group_key(event.group_id), speaker_of(event)
+    return private_key(event.user_id), None
+
+
+def reply_to(event: MessageEvent, text: str, *, quote: bool = True) -> Message:
+    """``text`` as a literal text segment, quoting ``event`` in groups."""
+    message = Message(MessageSegment.text(text))
+    if quote and isinstance(event, GroupMessageEvent):
+        message.insert(0, MessageSegment.reply(event.message_id))
+    return message
+
+
+async def is_admin(bot: Bot, event: MessageEvent) -> bool:
+    """Group owner or admin, or a SUPERUSER; in private chat, the user owns the conversation."""
+    if not isinstance(event, GroupMessageEvent):
+        return True
+    return await _ADMIN(bot, event)
+
+
+async def is_superuser(bot: Bot, event: MessageEvent) -> bool:
+    return await SUPERUSER(bot, event)

@@ -1,0 +1,58 @@
+"""The chat matcher: an @mention, a reply to the bot, or a private message gets an answer."""
+
+from __future__ import annotations
+
+from nonebot import on_message
+from nonebot.adapters.onebot.v11 import Bot, GroupMessageEvent, MessageEvent
+from nonebot.log import logger
+from nonebot.rule import Rule
+
+from .errors import GLMError, user_message
+from .events import conversation_of, question_text, reply_to
+from .render import markdown_to_text, split_text
+from .runtime import get_services
+
+EMPTY_HINT = "有什么想问的？在@我的同一条消息里写上问题就好。"
+TRUNCATED_NOTE = "（消息太长，只读了前 {limit} 个字。）"
+UNEXPECTED_ERROR = "出了点意外，没能回答，请稍后再试。"
+
+
+async def _is_for_me(bot: Bot, event: MessageEvent) -> bool:
+    if str(event.user_id) == str(bot.self_id):
+        return False
+    if str(event.user_id) in get_services().config.glm_ignore_users:
+        return False
+    return event.to_me or not isinstance(event, GroupMessageEvent)
+
+
+chat = on_message(rule=Rule(_is_for_me), priority=50, block=True)
+
+
+@chat.handle()
+async def answer(event: MessageEvent) -> None:
+    services = get_services()
+    question = question_text(event.get_message())
+    if not question:
+        await chat.finish(reply_to(event, EMPTY_HINT))
+
+    notes: list[str] = []
+    limit = services.config.glm_max_input_chars
+    if len(question) > limit:
+        question = question[:limit]
+        notes.append(TRUNCATED_NOTE.format(limit=limit))
+
+    conversation, speaker = conversation_of(event)
+    try:
+        completion = await services.chat.ask(conversation, question, speaker)
+    except GLMError as error:
+        logger.warning(f"glm-chat: no answer for {conversation}: {type(error).__name__}: {error}")
+        text = user_message(error)
+    except Exception as error:
+        logger.opt(exception=error).error(f"glm-chat: unexpected failure in {conversation}")
+        text = UNEXPECTED_ERROR
+    else:
+        text = markdown_to_text(completion.content)
+
+    pieces = split_text("\n".join([*notes, text]))
+    for index, piece in enumerate(pieces):
+        await chat.send(reply_to(event, piece, quote=index == 0))

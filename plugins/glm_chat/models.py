@@ -1,0 +1,25 @@
+"""Plain records shared by the store, the prompt builder and the chat service."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Speaker:
+    """Who said a group message, as the model sees it: ``nickname(qq)``."""
+
+    user_id: str
+    name: str
+
+    def label(self) -> str:
+        return f"{self.name}({self.user_id})"
+
+
+@dataclass(frozen=True)
+class Turn:
+    """One exchange: a user's message and the answer to it, stored together or not at all."""
+
+    question: str
+    answer: str
+    speaker: Speaker | None = None

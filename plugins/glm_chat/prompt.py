@@ -1,0 +1,80 @@
+"""Building the messages of a request: system prompt, trimmed history, the new message."""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Sequence
+from typing import Any
+
+from .models import Speaker, Turn
+
+GROUP_NOTE = (
+    "\n\n这是一个QQ群聊，多人共用这段对话。每条用户消息以“昵称(QQ号): ”开头标明说话人，"
+    "请据此区分不同的人；回答时不要重复这个前缀。"
+)
+# Tokens a message costs beyond its text (role, separators).
+MESSAGE_OVERHEAD = 4
+_WIDE = re.compile(r"[\u2e80-\u9fff\uac00-\ud7af\uf900-\ufaff\uff00-\uffef\U00020000-\U0003ffff]")
+
+
+def estimate_tokens(text: str) -> int:
+    """A deliberately high estimate: a token per CJK character, one per 3 other characters."""
+    wide = len(_WIDE.findall(text))
+    return wide + math.ceil((len(text) - wide) / 3)
+
+
+def labelled(text: str, speaker: Speaker | None) -> str:
+    """A user message as the model sees it: prefixed with its speaker in groups."""
+    return f"{speaker.label()}: {text}" if speaker else text
+
+
+def _message(role: str, content: str) -> dict[str, Any]:
+    return {"role": role, "content": content}
+
+
+def _cost(message: dict[str, Any]) -> int:
+    return estimate_tokens(message["content"]) + MESSAGE_OVERHEAD
+
+
+def build_messages(
+    system_prompt: str,
+    history: Sequence[Turn],
+    question: str,
+    speaker: Speaker | None = None,
+    *,
+    max_turns: int,
+    token_budget: int,
+) -> list[dict[str, Any]]:
+    """The request's messages: ``system``, then whole past turns, newest kept first, then the
+    new user message. At most ``max_turns`` turns, and only as many as fit ``token_budget``
+    (estimated). The list never opens with an assistant message and never holds empty text.
+    """
+    head = [_message("system", system_prompt)] if system_prompt.strip() else []
+    new = _message("user", labelled(question, speaker))
+    budget = token_budget - sum(map(_cost, head)) - _cost(new)
+
+    kept: list[list[dict[str, Any]]] = []
+    for turn in reversed(history[-max_turns:] if max_turns > 0 else []):
+        if not (turn.question.strip() and turn.answer.strip()):
+            continue
+        pair = [
+            _message("user", labelled(turn.question, turn.speaker)),
+            _message("assistant", turn.answer),
+        ]
+        budget -= sum(map(_cost, pair))
+        if budget < 0:
+            break
+        kept.append(pair)
+
+    return head + [m for pair in reversed(kept) for m in pair] + [new]
+
+
+def history_tokens(history: Sequence[Turn]) -> int:
+    """Estimated tokens of stored turns, as they would be sent."""
+    return sum(
+        estimate_tokens(labelled(t.question, t.speaker))
+        + estimate_tokens(t.answer)
+        + 2 * MESSAGE_OVERHEAD
+        for t in history
+    )

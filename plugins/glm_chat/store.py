@@ -1,0 +1,156 @@
+"""``ContextStore``: conversation turns in SQLite (aiosqlite), one row per whole turn."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import aiosqlite
+
+from .completion import Usage
+from .models import Speaker, Turn
+
+Migration = Callable[[aiosqlite.Connection], Awaitable[None]]
+
+
+async def _create_turns(db: aiosqlite.Connection) -> None:
+    await db.execute(
+        """
+        CREATE TABLE turns (
+            id INTEGER PRIMARY KEY,
+            conversation TEXT NOT NULL,
+            speaker_id TEXT,
+            speaker_name TEXT,
+            question TEXT NOT NULL,
+            answer TEXT NOT NULL,
+            model TEXT NOT NULL DEFAULT '',
+            prompt_tokens INTEGER NOT NULL DEFAULT 0,
+            completion_tokens INTEGER NOT NULL DEFAULT 0,
+            created_at REAL NOT NULL
+        )
+        """
+    )
+    await db.execute("CREATE INDEX turns_by_conversation ON turns (conversation, id)")
+
+
+# Append only: the schema's version is the number of migrations applied (PRAGMA user_version).
+MIGRATIONS: list[Migration] = [_create_turns]
+
+
+class SchemaTooNewError(RuntimeError):
+    """The database was written by a newer glm-chat."""
+
+
+class ContextStore:
+    """Reads and writes conversation context; open with ``await ContextStore.open(path)``."""
+
+    def __init__(self, db: aiosqlite.Connection) -> None:
+        self._db = db
+        self._write_lock = asyncio.Lock()
+
+    @classmethod
+    async def open(cls, path: Path | str) -> ContextStore:
+        """Open (creating the folder and file) and bring the schema up to date."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        db = await aiosqlite.connect(path, isolation_level=None)
+        try:
+            for pragma in (
+                "journal_mode = WAL",
+                "synchronous = NORMAL",
+                "busy_timeout = 5000",
+                "foreign_keys = ON",
+            ):
+                await db.execute(f"PRAGMA {pragma}")
+            store = cls(db)
+            await store._migrate()
+        except BaseException:
+            await db.close()
+            raise
+        return store
+
+    async def close(self) -> None:
+        await self._db.close()
+
+    @asynccontextmanager
+    async def _transaction(self) -> AsyncIterator[aiosqlite.Connection]:
+        async with self._write_lock:
+            await self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                await self._db.execute("ROLLBACK")
+                raise
+            await self._db.execute("COMMIT")
+
+    async def schema_version(self) -> int:
+        async with self._db.execute("PRAGMA user_version") as cursor:
+            row = await cursor.fetchone()
+        return int(row[0]) if row else 0
+
+    async def _migrate(self) -> None:
+        current = await self.schema_version()
+        if current > len(MIGRATIONS):
+            raise SchemaTooNewError(
+                f"database schema v{current} is newer than this glm-chat (v{len(MIGRATIONS)})"
+            )
+        for version, migration in enumerate(MIGRATIONS[current:], start=current + 1):
+            async with self._transaction() as db:
+                await migration(db)
+                await db.execute(f"PRAGMA user_version = {version}")
+
+    async def append_turn(
+        self, conversation: str, turn: Turn, *, model: str = "", usage: Usage | None = None
+    ) -> None:
+        """Store a whole turn in one transaction."""
+        usage = usage or Usage()
+        speaker = turn.speaker
+        async with self._transaction() as db:
+            await db.execute(
+                "INSERT INTO turns (conversation, speaker_id, speaker_name, question, answer,"
+                " model, prompt_tokens, completion_tokens, created_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    conversation,
+                    speaker.user_id if speaker else None,
+                    speaker.name if speaker else None,
+                    turn.question,
+                    turn.answer,
+                    model,
+                    usage.prompt_tokens,
+                    usage.completion_tokens,
+                    time.time(),
+                ),
+            )
+
+    async def recent(self, conversation: str, limit: int) -> list[Turn]:
+        """The last ``limit`` turns of a conversation, oldest first."""
+        if limit <= 0:
+            return []
+        async with self._db.execute(
+            "SELECT speaker_id, speaker_name, question, answer FROM turns"
+            " WHERE conversation = ? ORDER BY id DESC LIMIT ?",
+            (conversation, limit),
+        ) as cursor:
+            rows = await cursor.fetchall()
+        return [
+            Turn(question, answer, Speaker(sid, name or sid) if sid is not None else None)
+            for sid, name, question, answer in reversed(list(rows))
+        ]
+
+    async def count(self, conversation: str) -> int:
+        """How many turns a conversation keeps."""
+        async with self._db.execute(
+            "SELECT COUNT(*) FROM turns WHERE conversation = ?", (conversation,)
+        ) as cursor:
+            row = await cursor.fetchone()
+        return int(row[0]) if row else 0
+
+    async def reset(self, conversation: str) -> int:
+        """Forget a conversation's turns; returns how many were removed."""
+        async with self._transaction() as db:
+            cursor = await db.execute("DELETE FROM turns WHERE conversation = ?", (conversation,))
+            return cursor.rowcount

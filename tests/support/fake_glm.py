@@ -1,0 +1,379 @@
+"""A fake Zhipu BigModel server for tests and benchmarks: real HTTP on 127.0.0.1.
+
+It speaks the platform's wire format: ``POST /api/paas/v4/chat/completions`` (JSON or SSE),
+``POST async/chat/completions`` + ``GET async-result/{id}``, errors as
+``{"error": {"code", "message"}}``, and checks JWTs strictly (HS256, ``sign_type: SIGN``,
+millisecond ``exp``/``timestamp``). Tests script faults with ``FakeGLM.push(Fault(...))``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import socket
+import threading
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import jwt
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+BASE_PATH = "/api/paas/v4"
+
+
+@dataclass
+class Fault:
+    """What the server does with one request instead of answering normally.
+
+    kind: ``error`` (``status`` + ``code``), ``text`` (the exact body ``body``), ``sse_error``
+    (stream some text, then an error frame), ``finish`` (stream ends with ``finish_reason``),
+    ``no_choices`` (200 JSON without choices), ``hang`` (answer after ``delay`` seconds),
+    ``reply`` (answer with ``body`` as the model's text).
+    """
+
+    kind: str
+    status: int = 200
+    code: str = ""
+    message: str = "fault injected"
+    body: str = ""
+    delay: float = 0.0
+    finish_reason: str = "stop"
+
+
+@dataclass
+class Recorded:
+    """One request as the server saw it."""
+
+    path: str
+    body: dict[str, Any]
+    headers: dict[str, str]
+    token_claims: dict[str, Any] | None = None
+
+    @property
+    def messages(self) -> list[dict[str, Any]]:
+        return self.body.get("messages", [])
+
+
+def default_reply(body: dict[str, Any]) -> str:
+    """The model's answer when no fault is scripted: an echo that names the turn count."""
+    messages = body.get("messages", [])
+    last = messages[-1]["content"] if messages else ""
+    if isinstance(last, list):
+        last = " ".join(p.get("text", "") for p in last if isinstance(p, dict))
+    return f"回声#{len(messages)}：{last}"
+
+
+@dataclass
+class FakeGLM:
+    """The server's state: keys it accepts, behaviour knobs, what it received."""
+
+    keys: dict[str, str] = field(default_factory=dict)  # key id -> secret (jwt auth)
+    raw_keys: set[str] = field(default_factory=set)  # bearer keys accepted as-is
+    latency: float = 0.0
+    stream_chunk: int = 8  # characters per SSE frame
+    max_in_flight: int = 0  # 0: no limit; else more are refused with 429/1302
+    reply: Callable[[dict[str, Any]], str] = default_reply
+    requests: list[Recorded] = field(default_factory=list)
+    faults: deque[Fault] = field(default_factory=deque)
+    in_flight: int = 0
+    peak_in_flight: int = 0
+    refused_1302: int = 0
+    tasks: dict[str, dict[str, Any]] = field(default_factory=dict)
+    polls: int = 0
+
+    def __post_init__(self) -> None:
+        self._lock = threading.Lock()
+
+    def push(self, *faults: Fault) -> None:
+        with self._lock:
+            self.faults.extend(faults)
+
+    def _next_fault(self) -> Fault | None:
+        with self._lock:
+            return self.faults.popleft() if self.faults else None
+
+    def completions(self) -> list[Recorded]:
+        """The chat requests received (sync, stream and async creations)."""
+        with self._lock:
+            return [r for r in self.requests if r.path.endswith("chat/completions")]
+
+    def clear(self) -> None:
+        """Forget what was received and scripted, after requests still running have ended."""
+        deadline = time.monotonic() + 5
+        while self.in_flight and time.monotonic() < deadline:
+            time.sleep(0.01)
+        with self._lock:
+            self.requests.clear()
+            self.faults.clear()
+            self.refused_1302 = self.peak_in_flight = self.polls = 0
+
+    # --- auth ---------------------------------------------------------------------------------
+    def check_auth(self, authorization: str) -> tuple[dict[str, Any] | None, Response | None]:
+        """Zhipu's checks: a bearer JWT signed with the key's secret, or a known raw key."""
+        scheme, _, token = authorization.partition(" ")
+        if scheme.lower() != "bearer" or not token:
+            return None, error_response(401, "1001", "Authorization header missing")
+        if token in self.raw_keys:
+            return None, None
+        try:
+            header = jwt.get_unverified_header(token)
+            unverified = jwt.decode(token, options={"verify_signature": False})
+        except jwt.PyJWTError:
+            return None, error_response(401, "1002", "invalid Authorization token")
+        secret = self.keys.get(str(unverified.get("api_key")))
+        if header.get("alg") != "HS256" or header.get("sign_type") != "SIGN" or secret is None:
+            return None, error_response(401, "1002", "invalid Authorization token")
+        try:
+            claims = jwt.decode(token, secret, algorithms=["HS256"], options={"verify_exp": False})
+        except jwt.PyJWTError:
+            return None, error_response(401, "1002", "invalid Authorization token signature")
+        now_ms = int(time.time() * 1000)
+        exp, stamp = claims.get("exp"), claims.get("timestamp")
+        if not (isinstance(exp, int) and isinstance(stamp, int)) or exp < 10**12:
+            return None, error_response(401, "1002", "exp/timestamp must be milliseconds")
+        if exp <= now_ms:
+            return None, error_response(401, "1003", "token expired")
+        if stamp > now_ms + 60_000:
+            return None, error_response(401, "1002", "timestamp in the future")
+        return claims, None
+
+    # --- the app ------------------------------------------------------------------------------
+    def app(self) -> Starlette:
+        return Starlette(
+            routes=[
+                Route(f"{BASE_PATH}/chat/completions", self._chat, methods=["POST"]),
+                Route(f"{BASE_PATH}/async/chat/completions", self._async_create, methods=["POST"]),
+                Route(f"{BASE_PATH}/async-result/{{task_id}}", self._async_result),
+            ]
+        )
+
+    async def _admit(self, request: Request) -> tuple[dict[str, Any] | None, Response | None]:
+        try:
+            body = json.loads(await request.body())
+        except ValueError:
+            return None, error_response(400, "1214", "body is not JSON")
+        claims, refusal = self.check_auth(request.headers.get("authorization", ""))
+        with self._lock:
+            self.requests.append(Recorded(request.url.path, body, dict(request.headers), claims))
+        if refusal is not None:
+            return None, refusal
+        if not isinstance(body.get("messages"), list) or not body["messages"]:
+            return None, error_response(400, "1214", "messages must not be empty")
+        for message in body["messages"]:
+            if message.get("content") in ("", None, []):
+                return None, error_response(400, "1214", "message content must not be empty")
+        return body, None
+
+    async def _chat(self, request: Request) -> Response:
+        body, refusal = await self._admit(request)
+        if refusal is not None:
+            return refusal
+        assert body is not None
+        with self._lock:
+            if self.max_in_flight and self.in_flight >= self.max_in_flight:
+                self.refused_1302 += 1
+                return error_response(429, "1302", "too many concurrent requests")
+            self.in_flight += 1
+            self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
+        release = True
+        try:
+            fault = self._next_fault()
+            if fault is not None and fault.kind == "hang":
+                await asyncio.sleep(fault.delay)
+            elif self.latency:
+                await asyncio.sleep(self.latency)
+            if fault is not None and fault.kind not in ("hang", "reply", "sse_error", "finish"):
+                return fault_response(fault)
+            text = fault.body if fault is not None and fault.kind == "reply" else self.reply(body)
+            if body.get("stream"):
+                release = False
+                return StreamingResponse(
+                    self._sse(body, text, fault), media_type="text/event-stream"
+                )
+            if fault is not None and fault.kind == "finish":
+                return JSONResponse(completion_body(body, text, fault.finish_reason))
+            return JSONResponse(completion_body(body, text))
+        finally:
+            if release:
+                self._release()
+
+    def _release(self) -> None:
+        with self._lock:
+            self.in_flight -= 1
+
+    async def _sse(self, body: dict[str, Any], text: str, fault: Fault | None):
+        # Generation ends (and the request stops counting as in flight) before the last frame.
+        released = False
+        try:
+            chunk_id = f"chatcmpl-{uuid.uuid4().hex[:12]}"
+            pieces = [
+                text[i : i + self.stream_chunk] for i in range(0, len(text), self.stream_chunk)
+            ]
+            if fault is not None and fault.kind == "sse_error":
+                pieces = pieces[: max(1, len(pieces) // 2)]
+            for piece in pieces:
+                frame = {
+                    "id": chunk_id,
+                    "created": int(time.time()),
+                    "model": body.get("model"),
+                    "choices": [{"index": 0, "delta": {"role": "assistant", "content": piece}}],
+                }
+                yield f"data: {json.dumps(frame, ensure_ascii=False)}\n\n"
+                await asyncio.sleep(0)
+            released = True
+            self._release()
+            if fault is not None and fault.kind == "sse_error":
+                error = {"error": {"code": fault.code or "1234", "message": fault.message}}
+                yield f"data: {json.dumps(error)}\n\n"
+                return
+            finish = fault.finish_reason if fault is not None else "stop"
+            last = {
+                "id": chunk_id,
+                "created": int(time.time()),
+                "model": body.get("model"),
+                "choices": [{"index": 0, "finish_reason": finish, "delta": {"content": ""}}],
+                "usage": usage_of(body, text),
+            }
+            yield f"data: {json.dumps(last, ensure_ascii=False)}\n\n"
+            yield "data: [DONE]\n\n"
+        finally:
+            if not released:
+                self._release()
+
+    async def _async_create(self, request: Request) -> Response:
+        body, refusal = await self._admit(request)
+        if refusal is not None:
+            return refusal
+        assert body is not None
+        fault = self._next_fault()
+        if fault is not None and fault.kind == "error":
+            return fault_response(fault)
+        task_id = f"task-{uuid.uuid4().hex[:10]}"
+        with self._lock:
+            self.tasks[task_id] = {
+                "body": body,
+                "ready_at": time.monotonic() + self.latency,
+                "fault": fault,
+            }
+        return JSONResponse(
+            {
+                "id": task_id,
+                "model": body.get("model"),
+                "task_status": "PROCESSING",
+                "request_id": task_id,
+            }
+        )
+
+    async def _async_result(self, request: Request) -> Response:
+        _, refusal = self.check_auth(request.headers.get("authorization", ""))
+        if refusal is not None:
+            return refusal
+        task_id = request.path_params["task_id"]
+        with self._lock:
+            self.polls += 1
+            task = self.tasks.get(task_id)
+        if task is None:
+            return error_response(404, "1214", "no such task")
+        body, fault = task["body"], task["fault"]
+        if time.monotonic() < task["ready_at"]:
+            return JSONResponse(
+                {"id": task_id, "task_status": "PROCESSING", "model": body["model"]}
+            )
+        if fault is not None and fault.kind == "text":
+            return JSONResponse({"id": task_id, "task_status": fault.body or "FAIL"})
+        text = fault.body if fault is not None and fault.kind == "reply" else self.reply(body)
+        return JSONResponse({**completion_body(body, text), "task_status": "SUCCESS"})
+
+
+def usage_of(body: dict[str, Any], text: str) -> dict[str, int]:
+    prompt = sum(len(str(m.get("content", ""))) for m in body.get("messages", []))
+    return {
+        "prompt_tokens": prompt,
+        "completion_tokens": len(text),
+        "total_tokens": prompt + len(text),
+    }
+
+
+def completion_body(body: dict[str, Any], text: str, finish_reason: str = "stop") -> dict[str, Any]:
+    return {
+        "id": f"chatcmpl-{uuid.uuid4().hex[:12]}",
+        "created": int(time.time()),
+        "model": body.get("model"),
+        "choices": [
+            {
+                "index": 0,
+                "finish_reason": finish_reason,
+                "message": {"role": "assistant", "content": text},
+            }
+        ],
+        "usage": usage_of(body, text),
+    }
+
+
+def error_response(status: int, code: str, message: str) -> JSONResponse:
+    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status)
+
+
+def fault_response(fault: Fault) -> Response:
+    if fault.kind == "error":
+        return error_response(fault.status, fault.code, fault.message)
+    if fault.kind == "text":
+        return Response(fault.body, status_code=fault.status, media_type="text/html")
+    if fault.kind == "no_choices":
+        return JSONResponse({"id": "x", "created": int(time.time()), "choices": []})
+    raise ValueError(f"unknown fault kind {fault.kind!r}")
+
+
+class ServerThread:
+    """Runs an ASGI app with uvicorn on 127.0.0.1 in a background thread."""
+
+    _ids = itertools.count()
+
+    def __init__(self, app: Any) -> None:
+        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._sock.bind(("127.0.0.1", 0))
+        self.port: int = self._sock.getsockname()[1]
+        config = uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False)
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(
+            target=self._server.run,
+            kwargs={"sockets": [self._sock]},
+            name=f"fake-server-{next(self._ids)}",
+            daemon=True,
+        )
+
+    def __enter__(self) -> ServerThread:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def start(self) -> ServerThread:
+        self._thread.start()
+        deadline = time.monotonic() + 10
+        while not self._server.started:
+            if time.monotonic() > deadline:
+                raise RuntimeError("fake server did not start")
+            time.sleep(0.01)
+        return self
+
+    def stop(self) -> None:
+        self._server.should_exit = True
+        self._thread.join(timeout=10)
+        self._sock.close()
+
+
+def serve(fake: FakeGLM) -> tuple[ServerThread, str]:
+    """Start ``fake``; returns the running thread and its ``GLM_BASE_URL``."""
+    server = ServerThread(fake.app()).start()
+    return server, f"http://127.0.0.1:{server.port}{BASE_PATH}"

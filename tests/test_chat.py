@@ -1,0 +1,95 @@
+"""The chat service over a real SQLite file and real HTTP to the fake server."""
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from plugins.glm_chat.auth import KeyPool
+from plugins.glm_chat.chat import ChatService, ChatSettings
+from plugins.glm_chat.client import Backoff, GLMClient
+from plugins.glm_chat.errors import UpstreamError
+from plugins.glm_chat.models import Speaker
+from plugins.glm_chat.prompt import GROUP_NOTE
+from plugins.glm_chat.store import ContextStore
+from tests.conftest import API_KEY_ID, API_KEY_SECRET
+from tests.support.fake_glm import FakeGLM, Fault
+
+ALICE = Speaker("1001", "Alice")
+
+
+@pytest.fixture
+async def service(tmp_db: Path, fake_glm: FakeGLM, glm_base_url: str) -> AsyncIterator[ChatService]:
+    client = GLMClient(
+        KeyPool([f"{API_KEY_ID}.{API_KEY_SECRET}"], "jwt"),
+        base_url=glm_base_url,
+        timeout=5,
+        max_retries=1,
+        backoff=Backoff(base=0.01, cap=0.02),
+    )
+    store = await ContextStore.open(tmp_db)
+    yield ChatService(store, client, ChatSettings(system_prompt="你是助手", model="glm-4-flash"))
+    await client.aclose()
+    await store.close()
+
+
+async def test_the_second_question_carries_the_first_turn(service, fake_glm):
+    first = await service.ask("group:1", "我叫Alice", ALICE)
+    await service.ask("group:1", "我叫什么？", ALICE)
+    second = fake_glm.completions()[-1].messages
+    assert second[0] == {"role": "system", "content": "你是助手" + GROUP_NOTE}
+    assert second[1:] == [
+        {"role": "user", "content": "Alice(1001): 我叫Alice"},
+        {"role": "assistant", "content": first.content},
+        {"role": "user", "content": "Alice(1001): 我叫什么？"},
+    ]
+
+
+async def test_private_chats_get_the_plain_system_prompt(service, fake_glm):
+    await service.ask("private:5", "hi", None)
+    assert fake_glm.completions()[-1].messages[0]["content"] == "你是助手"
+
+
+async def test_a_failed_call_stores_nothing(service, fake_glm):
+    await service.ask("group:2", "第一句", ALICE)
+    fake_glm.push(*[Fault("error", 500, "500", "internal")] * 2)
+    with pytest.raises(UpstreamError):
+        await service.ask("group:2", "第二句", ALICE)
+    assert [t.question for t in await service.store.recent("group:2", 10)] == ["第一句"]
+
+
+async def test_prompt_too_long_is_trimmed_harder_once(service, fake_glm):
+    for i in range(6):
+        await service.ask("group:3", f"问题{i} " + "长" * 400, ALICE)
+    fake_glm.push(Fault("error", 400, "1261", "prompt too long"))
+    await service.ask("group:3", "最后", ALICE)
+    refused, retried = (r.messages for r in fake_glm.completions()[-2:])
+    assert len(retried) < len(refused)
+    assert retried[-1]["content"] == "Alice(1001): 最后"
+
+
+async def test_concurrent_questions_in_one_conversation_are_answered_in_order(service, fake_glm):
+    fake_glm.latency = 0.05
+    try:
+        answers = await asyncio.gather(
+            *(service.ask("group:4", f"第{i}条", ALICE) for i in range(5))
+        )
+    finally:
+        fake_glm.latency = 0.0
+    # Each request saw every earlier turn: 1 system + 2 per earlier turn + the question.
+    assert [len(r.messages) for r in fake_glm.completions()] == [2, 4, 6, 8, 10]
+    assert [a.content for a in answers] == [
+        f"回声#{2 + 2 * i}：Alice(1001): 第{i}条" for i in range(5)
+    ]
+    stored = await service.store.recent("group:4", 10)
+    assert [t.question for t in stored] == [f"第{i}条" for i in range(5)]
+
+
+async def test_reset_and_status(service):
+    await service.ask("group:6", "记住这个", ALICE)
+    status = await service.status("group:6")
+    assert (status.turns, status.model, status.call_mode) == (1, "glm-4-flash", "stream")
+    assert status.tokens > 0
+    assert await service.reset("group:6") == 1
+    assert (await service.status("group:6")).turns == 0

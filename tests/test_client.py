@@ -1,0 +1,243 @@
+"""GLMClient against the fake server over real HTTP on 127.0.0.1."""
+
+import asyncio
+import socket
+from collections.abc import AsyncIterator, Iterator
+
+import jwt
+import pytest
+
+from plugins.glm_chat.auth import KeyPool
+from plugins.glm_chat.client import Backoff, CallRecord, GLMClient
+from plugins.glm_chat.errors import (
+    APIConnectionError,
+    APITimeoutError,
+    AuthenticationError,
+    BadRequestError,
+    ContentFilterError,
+    ModelNotFoundError,
+    NotConfiguredError,
+    PromptTooLongError,
+    QuotaExceededError,
+    RateLimitError,
+    UpstreamError,
+    error_for,
+    user_message,
+)
+from tests.support.fake_glm import FakeGLM, Fault, serve
+
+KEY = "clientid.clientsecret"
+MESSAGES = [{"role": "user", "content": "你好"}]
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[tuple[FakeGLM, str]]:
+    fake = FakeGLM(keys={"clientid": "clientsecret", "other": "othersecret"}, raw_keys={"raw-key"})
+    thread, base_url = serve(fake)
+    yield fake, base_url
+    thread.stop()
+
+
+@pytest.fixture
+def fake(server) -> FakeGLM:
+    fake = server[0]
+    fake.clear()
+    fake.latency, fake.max_in_flight = 0.0, 0
+    return fake
+
+
+def make_client(base_url: str, keys=(KEY,), mode="jwt", **kwargs) -> GLMClient:
+    kwargs.setdefault("backoff", Backoff(base=0.01, cap=0.05))
+    return GLMClient(KeyPool(list(keys), mode), base_url=base_url, **kwargs)
+
+
+@pytest.fixture
+async def client(server) -> AsyncIterator[GLMClient]:
+    client = make_client(server[1], timeout=5)
+    yield client
+    await client.aclose()
+
+
+@pytest.mark.parametrize("mode", ["stream", "sync", "async"])
+async def test_each_call_mode_gets_the_answer(client, fake, mode):
+    completion = await client.complete(MESSAGES, model="glm-4-flash", mode=mode)
+    assert completion.content == "回声#1：你好"
+    assert completion.usage.total_tokens > 0
+    sent = fake.completions()[-1]
+    assert sent.body["model"] == "glm-4-flash" and sent.messages == MESSAGES
+    if mode != "async":
+        assert sent.body["stream"] is (mode == "stream")
+    assert sent.token_claims["api_key"] == "clientid"
+
+
+async def test_token_is_reused_across_calls(client, fake):
+    for _ in range(3):
+        await client.complete(MESSAGES, model="m", mode="sync")
+    tokens = {r.headers["authorization"] for r in fake.completions()}
+    assert len(tokens) == 1 and client.keys.tokens_minted == 1
+
+
+async def test_raw_key_mode(server, fake):
+    client = make_client(server[1], keys=["raw-key"], mode="key")
+    try:
+        await client.complete(MESSAGES, model="m", mode="sync")
+    finally:
+        await client.aclose()
+    assert fake.completions()[-1].headers["authorization"] == "Bearer raw-key"
+
+
+@pytest.mark.parametrize(
+    ("fault", "error", "code", "requests"),
+    [
+        (Fault("error", 401, "1002", "bad token"), AuthenticationError, "1002", 1),
+        (Fault("error", 400, "1301", "blocked"), ContentFilterError, "1301", 1),
+        (Fault("error", 429, "1113", "no balance"), QuotaExceededError, "1113", 1),
+        (Fault("error", 400, "1211", "no such model"), ModelNotFoundError, "1211", 1),
+        (Fault("error", 400, "1261", "too long"), PromptTooLongError, "1261", 1),
+        (Fault("error", 400, "1214", "bad param"), BadRequestError, "1214", 1),
+        (Fault("no_choices"), UpstreamError, None, 1),
+        (Fault("text", 200, body="<html>ok?</html>"), UpstreamError, None, 1),
+    ],
+)
+async def test_failures_that_are_not_retried(client, fake, fault, error, code, requests):
+    fake.push(fault)
+    with pytest.raises(error) as caught:
+        await client.complete(MESSAGES, model="m", mode="sync")
+    assert caught.value.code == code
+    assert len(fake.completions()) == requests
+    assert user_message(caught.value)  # every failure has its sentence
+
+
+@pytest.mark.parametrize("mode", ["stream", "sync"])
+async def test_retryable_failures_are_retried_then_succeed(client, fake, mode):
+    fake.push(
+        Fault("error", 429, "1302", "concurrency"),
+        Fault("text", 502, body="<html>bad gateway</html>"),
+        Fault("error", 503, "1305", "overloaded"),
+    )
+    completion = await client.complete(MESSAGES, model="m", mode=mode)
+    assert completion.content.startswith("回声")
+    assert len(fake.completions()) == 4
+
+
+async def test_retries_stop_at_the_limit(server, fake):
+    client = make_client(server[1], max_retries=1)
+    fake.push(*[Fault("error", 429, "1303", "frequency")] * 3)
+    try:
+        with pytest.raises(RateLimitError) as caught:
+            await client.complete(MESSAGES, model="m", mode="sync")
+    finally:
+        await client.aclose()
+    assert caught.value.status == 429 and caught.value.code == "1303"
+    assert len(fake.completions()) == 2
+
+
+async def test_expired_token_is_minted_anew_once(client, fake):
+    await client.complete(MESSAGES, model="m", mode="sync")
+    fake.push(Fault("error", 401, "1003", "token expired"))
+    await client.complete(MESSAGES, model="m", mode="sync")
+    first, expired, fresh = (r.headers["authorization"] for r in fake.completions())
+    assert first == expired != fresh
+    assert client.keys.tokens_minted == 2
+
+
+async def test_error_frame_mid_stream(client, fake):
+    fake.push(Fault("sse_error", code="1301", message="blocked mid-answer"))
+    with pytest.raises(ContentFilterError):
+        await client.complete(MESSAGES, model="m", mode="stream")
+
+
+async def test_sensitive_finish_in_stream(client, fake):
+    fake.push(Fault("finish", finish_reason="sensitive"))
+    with pytest.raises(ContentFilterError):
+        await client.complete(MESSAGES, model="m", mode="stream")
+
+
+async def test_slow_upstream_times_out(server, fake):
+    client = make_client(server[1], timeout=0.3, max_retries=0)
+    fake.push(Fault("hang", delay=1.5))
+    try:
+        with pytest.raises(APITimeoutError):
+            await client.complete(MESSAGES, model="m", mode="sync")
+    finally:
+        await client.aclose()
+
+
+async def test_unreachable_endpoint_is_a_connection_error():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    client = make_client(f"http://127.0.0.1:{port}/api/paas/v4", max_retries=1)
+    try:
+        with pytest.raises(APIConnectionError):
+            await client.complete(MESSAGES, model="m", mode="stream")
+    finally:
+        await client.aclose()
+
+
+async def test_async_task_failure(client, fake):
+    fake.push(Fault("text", body="FAILED"))
+    with pytest.raises(UpstreamError, match="failed"):
+        await client.complete(MESSAGES, model="m", mode="async")
+
+
+async def test_no_key_means_not_configured(server):
+    client = GLMClient(None, base_url=server[1])
+    try:
+        with pytest.raises(NotConfiguredError):
+            await client.complete(MESSAGES, model="m")
+    finally:
+        await client.aclose()
+
+
+async def test_concurrency_cap_holds(server, fake):
+    fake.latency = 0.1
+    client = make_client(server[1], max_concurrency=2)
+    try:
+        await asyncio.gather(*(client.complete(MESSAGES, model="m") for _ in range(6)))
+    finally:
+        await client.aclose()
+    assert fake.peak_in_flight == 2
+
+
+async def test_rejected_key_rests_and_the_next_carries_on(server, fake):
+    records: list[CallRecord] = []
+    client = make_client(server[1], keys=[KEY, "other.othersecret"], on_call=records.append)
+    fake.push(Fault("error", 429, "1113", "no balance"))
+    try:
+        await client.complete(MESSAGES, model="m", mode="sync")  # clientid fails, other answers
+        await client.complete(MESSAGES, model="m", mode="sync")  # clientid rests: other again
+    finally:
+        await client.aclose()
+    used = [r.token_claims["api_key"] for r in fake.completions()]
+    assert used == ["clientid", "other", "other"]
+    assert [r.label for r in client.keys.resting()] == ["clientid"]
+    assert records[0].ok and records[0].attempts == 2 and records[0].key == "other"
+
+
+def test_call_record_never_holds_the_key(server):
+    record = CallRecord("group:1", "m", "sync", key="clientid")
+    assert "clientsecret" not in repr(record)
+
+
+@pytest.mark.parametrize(
+    ("status", "code", "error", "retryable"),
+    [
+        (500, None, UpstreamError, True),
+        (429, None, RateLimitError, True),
+        (429, "1312", RateLimitError, True),
+        (400, "1304", QuotaExceededError, False),
+        (400, "1308", QuotaExceededError, False),
+        (401, None, AuthenticationError, False),
+        (404, None, BadRequestError, False),
+    ],
+)
+def test_error_mapping(status, code, error, retryable):
+    mapped = error_for(status, code, "x")
+    assert type(mapped) is error
+    assert mapped.retryable is retryable and mapped.status == status
+
+
+def test_token_verifies_with_the_secret_only(server):
+    token = KeyPool([KEY], "jwt").pick().bearer()
+    assert jwt.decode(token, "clientsecret", algorithms=["HS256"], options={"verify_exp": False})

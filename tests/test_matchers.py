@@ -1,0 +1,181 @@
+"""The matchers through nonebug: triggers, replies, commands and who may run them."""
+
+import pytest
+from nonebot.adapters.onebot.v11 import Bot, Message, MessageSegment
+from nonebug import App
+
+from plugins.glm_chat.errors import UpstreamError, user_message
+from plugins.glm_chat.models import Speaker, Turn
+from plugins.glm_chat.prompt import history_tokens
+from plugins.glm_chat.runtime import get_services
+from tests.conftest import IGNORED_BOT_ID, SUPERUSER_ID
+from tests.support.events import SELF_ID, group_message, private_message
+from tests.support.fake_glm import Fault
+
+
+def quoted(event, text: str) -> Message:
+    return Message([MessageSegment.reply(event.message_id), MessageSegment.text(text)])
+
+
+def plain(text: str) -> Message:
+    return Message(MessageSegment.text(text))
+
+
+async def stored(conversation: str) -> list[Turn]:
+    return await get_services().chat.store.recent(conversation, 100)
+
+
+async def receive(app: App, event, *replies: Message) -> None:
+    """Deliver ``event`` to every matcher and expect exactly ``replies``, in order."""
+    async with app.test_matcher() as ctx:
+        bot = ctx.create_bot(base=Bot, self_id=str(SELF_ID))
+        ctx.receive_event(bot, event)
+        for reply in replies:
+            ctx.should_call_send(event, reply, result={"message_id": 1})
+
+
+async def test_mention_gets_a_quoted_answer_that_saw_the_speaker(app: App, fake_glm):
+    event = group_message("你好", group_id=101, user_id=42, nickname="小明", card="明哥")
+    await receive(app, event, quoted(event, "回声#2：明哥(42): 你好"))
+    assert fake_glm.completions()[-1].messages[-1]["content"] == "明哥(42): 你好"
+    assert await stored("group:101") == [
+        Turn("你好", "回声#2：明哥(42): 你好", Speaker("42", "明哥"))
+    ]
+
+
+async def test_group_shares_one_context_and_keeps_members_apart(app: App, fake_glm):
+    first = group_message("我是Alice", group_id=102, user_id=1, nickname="Alice")
+    await receive(app, first, quoted(first, "回声#2：Alice(1): 我是Alice"))
+    second = group_message("我是谁？", group_id=102, user_id=2, nickname="Bob")
+    await receive(app, second, quoted(second, "回声#4：Bob(2): 我是谁？"))
+    other = group_message("别的群", group_id=103, user_id=1, nickname="Alice")
+    await receive(app, other, quoted(other, "回声#2：Alice(1): 别的群"))
+    turns = await stored("group:102")
+    assert [(t.speaker.user_id, t.question) for t in turns] == [
+        ("1", "我是Alice"),
+        ("2", "我是谁？"),
+    ]
+
+
+async def test_private_message_is_answered_without_quote_or_label(app: App, fake_glm):
+    event = private_message("私聊你好", user_id=77)
+    await receive(app, event, plain("回声#2：私聊你好"))
+    assert [t.question for t in await stored("private:77")] == ["私聊你好"]
+
+
+@pytest.mark.parametrize(
+    "event",
+    [
+        group_message("没有@我", group_id=104, to_me=False),
+        group_message("我自己", group_id=104, user_id=SELF_ID),
+        group_message("另一个机器人", group_id=104, user_id=IGNORED_BOT_ID),
+        private_message("另一个机器人私聊", user_id=IGNORED_BOT_ID),
+    ],
+    ids=["not-mentioned", "self", "ignored-bot", "ignored-bot-private"],
+)
+async def test_messages_that_never_trigger(app: App, fake_glm, event):
+    await receive(app, event)
+    assert fake_glm.completions() == []
+
+
+async def test_bare_mention_gets_a_hint_and_no_api_call(app: App, fake_glm):
+    event = group_message(Message(MessageSegment.face(14)), group_id=105)
+    await receive(app, event, quoted(event, "有什么想问的？在@我的同一条消息里写上问题就好。"))
+    assert fake_glm.completions() == []
+
+
+async def test_long_message_is_cut_and_the_user_told(app: App, fake_glm):
+    event = private_message("长" * 80, user_id=78)
+    await receive(app, event, plain("（消息太长，只读了前 50 个字。）\n回声#2：" + "长" * 50))
+    assert fake_glm.completions()[-1].messages[-1]["content"] == "长" * 50
+
+
+async def test_model_text_never_becomes_a_cq_code_and_markdown_is_flattened(app: App, fake_glm):
+    fake_glm.push(Fault("reply", body="**注意** [CQ:at,qq=all] 大家好\n# 标题"))
+    event = group_message("说点什么", group_id=106)
+    await receive(app, event, quoted(event, "注意 [CQ:at,qq=all] 大家好\n【标题】"))
+
+
+async def test_long_answer_is_sent_in_pieces_only_the_first_quoted(app: App, fake_glm):
+    answer = "\n\n".join(["甲" * 3000, "乙" * 3000])
+    fake_glm.push(Fault("reply", body=answer))
+    event = group_message("写长一点", group_id=107)
+    await receive(app, event, quoted(event, "甲" * 3000), plain("乙" * 3000))
+
+
+async def test_api_failure_gets_one_sentence_and_stores_nothing(app: App, fake_glm):
+    fake_glm.push(*[Fault("error", 500, "500", "internal")] * 4)
+    event = group_message("会失败", group_id=108)
+    await receive(app, event, quoted(event, user_message(UpstreamError("x"))))
+    assert await stored("group:108") == []
+
+
+# --- commands -----------------------------------------------------------------------------
+
+
+async def seed(conversation: str) -> None:
+    await get_services().chat.store.append_turn(conversation, Turn("旧问题", "旧回答"))
+
+
+async def test_member_reset_is_refused_and_changes_nothing(app: App, fake_glm):
+    await seed("group:201")
+    event = group_message("/glm reset", group_id=201, role="member", to_me=False)
+    await receive(app, event, quoted(event, "只有群主、管理员或机器人主人可以这样做。"))
+    assert len(await stored("group:201")) == 1
+    assert fake_glm.completions() == []  # the command never reached the chat matcher
+
+
+@pytest.mark.parametrize(
+    ("role", "user_id"), [("admin", 42), ("owner", 42), ("member", SUPERUSER_ID)]
+)
+async def test_admins_and_superusers_reset_the_group(app: App, role, user_id):
+    await seed("group:202")
+    event = group_message("/glm reset", group_id=202, role=role, user_id=user_id, to_me=False)
+    await receive(app, event, quoted(event, "上下文已清空（忘掉了 1 轮对话）。"))
+    assert await stored("group:202") == []
+
+
+async def test_reset_alias_and_private_reset(app: App):
+    await seed("private:79")
+    event = private_message("/重置对话", user_id=79)
+    await receive(app, event, plain("上下文已清空（忘掉了 1 轮对话）。"))
+    assert await stored("private:79") == []
+    again = private_message("/glm reset", user_id=79)
+    await receive(app, again, plain("上下文本来就是空的。"))
+
+
+async def test_status(app: App):
+    await seed("group:203")
+    event = group_message("/glm status", group_id=203, to_me=False)
+    tokens = history_tokens([Turn("旧问题", "旧回答")])
+    await receive(
+        app,
+        event,
+        quoted(
+            event,
+            f"模型：glm-4-flash（stream 模式）\n已记住 1 轮对话，最近的上下文约 {tokens} tokens",
+        ),
+    )
+
+
+INTRO = "群里@我或回复我的消息即可提问，私聊直接发消息。可用命令："
+RESET_HELP = "/glm reset — 清空本会话的上下文（别名 /重置对话）"
+STATUS_HELP = "/glm status — 查看模型、已记住的轮数和估计的 token 数"
+HELP_HELP = "/glm help — 显示这份帮助"
+
+
+async def test_help_lists_what_the_asker_may_run(app: App):
+    member = group_message("/glm help", group_id=204, role="member", to_me=False)
+    admin = group_message("/glm", group_id=204, role="admin", to_me=False)
+    await receive(app, member, quoted(member, "\n".join([INTRO, STATUS_HELP, HELP_HELP])))
+    await receive(app, admin, quoted(admin, "\n".join([INTRO, RESET_HELP, STATUS_HELP, HELP_HELP])))
+
+
+async def test_unknown_subcommand_shows_help(app: App):
+    event = private_message("/glm dance", user_id=80)
+    await receive(app, event, plain("\n".join([INTRO, RESET_HELP, STATUS_HELP, HELP_HELP])))
+
+
+async def test_glm_prefix_without_space_is_a_chat_message(app: App, fake_glm):
+    event = private_message("/glmfoo", user_id=81)
+    await receive(app, event, plain("回声#2：/glmfoo"))
