@@ -34,6 +34,7 @@ def bot_env(glm, tmp_path: Path) -> dict[str, str]:
         "GLM_TIMEOUT": "10",
         "SUPERUSERS": f'["{SUPERUSER}"]',
         "ONEBOT_ACCESS_TOKEN": ACCESS_TOKEN,
+        "NICKNAME": '["小智"]',
         "LOG_LEVEL": "INFO",
     }
 
@@ -97,6 +98,11 @@ async def test_a_group_conversation_is_shared_kept_apart_and_survives_a_restart(
         await qq.reply_to(follow_up)
         assert fake.completions()[-1].messages[-1]["content"] == "Carol(333): 接着说"
 
+        # So does calling it by its NICKNAME.
+        called = await qq.group_message(4, 111, [text("小智，在吗")], nickname="Alice")
+        await qq.reply_to(called)
+        assert fake.completions()[-1].messages[-1]["content"] == "Alice(111): 在吗"
+
         before = len(qq.sent)
         await qq.private_message(555, "私聊你好")
         private = await qq.wait_until(lambda s: s.user_id == 555, after=before)
@@ -124,7 +130,7 @@ async def test_a_group_conversation_is_shared_kept_apart_and_survives_a_restart(
         fresh = await qq.mention(1, 111, "现在呢？", nickname="Alice")
         await qq.reply_to(fresh)
         assert len(fake.completions()[-1].messages) == 2
-        assert len(fake.completions()) == 8  # the three commands never reached the API
+        assert len(fake.completions()) == 9  # the three commands never reached the API
 
     log = log_path.read_text("utf-8")
     assert "glm call conv=group:1 model=glm-4-flash mode=stream ok=true" in log

@@ -57,6 +57,20 @@ async def test_group_shares_one_context_and_keeps_members_apart(app: App, fake_g
     ]
 
 
+async def test_a_mention_inside_the_message_also_asks(app: App, fake_glm):
+    message = Message(
+        [
+            MessageSegment.text("请问 "),
+            MessageSegment.at(SELF_ID),
+            MessageSegment.text(" 和 "),
+            MessageSegment.at(43),
+            MessageSegment.text(" 谁高？"),
+        ]
+    )
+    event = group_message(message, group_id=109, to_me=False)
+    await receive(app, event, quoted(event, "回声#2：小明(42): 请问 和 @43 谁高？"))
+
+
 async def test_private_message_is_answered_without_quote_or_label(app: App, fake_glm):
     event = private_message("私聊你好", user_id=77)
     await receive(app, event, plain("回声#2：私聊你好"))

@@ -23,16 +23,23 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
 _ADMIN = SUPERUSER | GROUP_ADMIN | GROUP_OWNER
 
 
-def question_text(message: Message) -> str:
-    """What the user asked: the text, with @someone kept as a readable name."""
+def mentions(message: Message, self_id: str) -> bool:
+    """Whether ``message`` @s the bot anywhere (the adapter only strips a leading/trailing @)."""
+    return any(seg.type == "at" and str(seg.data.get("qq")) == self_id for seg in message)
+
+
+def question_text(message: Message, self_id: str = "") -> str:
+    """What the user asked: the text, with @someone kept as a readable name, @bot dropped."""
     parts: list[str] = []
     for segment in message:
         if segment.type == "text":
             parts.append(segment.data.get("text", ""))
         elif segment.type == "at":
             qq = str(segment.data.get("qq", ""))
-            parts.append("@全体成员" if qq == "all" else f"@{segment.data.get('name') or qq}")
-    return "".join(parts).strip()
+            if qq != self_id:
+                name = "全体成员" if qq == "all" else segment.data.get("name") or qq
+                parts.append(f"@{name}")
+    return re.sub(r"[ \t]{2,}", " ", "".join(parts)).strip()
 
 
 def speaker_of(event: MessageEvent) -> Speaker:

@@ -8,7 +8,7 @@ from nonebot.log import logger
 from nonebot.rule import Rule
 
 from .errors import GLMError, user_message
-from .events import conversation_of, question_text, reply_to
+from .events import conversation_of, mentions, question_text, reply_to
 from .render import markdown_to_text, split_text
 from .runtime import get_services
 
@@ -22,16 +22,18 @@ async def _is_for_me(bot: Bot, event: MessageEvent) -> bool:
         return False
     if str(event.user_id) in get_services().config.glm_ignore_users:
         return False
-    return event.to_me or not isinstance(event, GroupMessageEvent)
+    if not isinstance(event, GroupMessageEvent):
+        return True
+    return event.to_me or mentions(event.get_message(), str(bot.self_id))
 
 
 chat = on_message(rule=Rule(_is_for_me), priority=50, block=True)
 
 
 @chat.handle()
-async def answer(event: MessageEvent) -> None:
+async def answer(bot: Bot, event: MessageEvent) -> None:
     services = get_services()
-    question = question_text(event.get_message())
+    question = question_text(event.get_message(), str(bot.self_id))
     if not question:
         await chat.finish(reply_to(event, EMPTY_HINT))
 
