@@ -9,6 +9,7 @@ from pathlib import Path
 import nonebot
 import pytest
 from nonebot.adapters.onebot.v11 import Adapter as OneBotV11Adapter
+from nonebot.log import logger
 from nonebug import NONEBOT_INIT_KWARGS
 
 from tests.support.fake_glm import FakeGLM, serve
@@ -36,7 +37,8 @@ def pytest_configure(config: pytest.Config) -> None:
         "glm_api_key": f"{API_KEY_ID}.{API_KEY_SECRET}",
         "glm_base_url": base_url,
         "glm_db_path": str(Path(tmp.name) / "nonebug.db"),
-        "glm_timeout": 5,
+        "glm_timeout": 2,
+        "glm_max_retries": 1,
         "glm_max_input_chars": 50,
         "glm_ignore_users": [str(IGNORED_BOT_ID)],
     }
@@ -61,6 +63,15 @@ def fake_glm() -> Iterator[FakeGLM]:
     _fake.clear()
     yield _fake
     _fake.clear()
+
+
+@pytest.fixture
+def log_lines() -> Iterator[list[str]]:
+    """Every log message written while the test runs."""
+    lines: list[str] = []
+    sink = logger.add(lambda message: lines.append(str(message)), level="DEBUG", format="{message}")
+    yield lines
+    logger.remove(sink)
 
 
 @pytest.fixture

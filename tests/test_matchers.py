@@ -1,14 +1,21 @@
 """The matchers through nonebug: triggers, replies, commands and who may run them."""
 
+import dataclasses
+import itertools
+from collections import deque
+
 import pytest
 from nonebot.adapters.onebot.v11 import Bot, Message, MessageSegment
 from nonebug import App
 
-from plugins.glm_chat.errors import UpstreamError, user_message
+from plugins.glm_chat import runtime
+from plugins.glm_chat.auth import KeyPool
+from plugins.glm_chat.client import CallRecord
 from plugins.glm_chat.models import Speaker, Turn
 from plugins.glm_chat.prompt import history_tokens
 from plugins.glm_chat.runtime import get_services
-from tests.conftest import IGNORED_BOT_ID, SUPERUSER_ID
+from plugins.glm_chat.stats import CallStats
+from tests.conftest import API_KEY_SECRET, IGNORED_BOT_ID, SUPERUSER_ID
 from tests.support.events import SELF_ID, group_message, private_message
 from tests.support.fake_glm import Fault
 
@@ -117,11 +124,58 @@ async def test_long_answer_is_sent_in_pieces_only_the_first_quoted(app: App, fak
     await receive(app, event, quoted(event, "甲" * 3000), plain("乙" * 3000))
 
 
-async def test_api_failure_gets_one_sentence_and_stores_nothing(app: App, fake_glm):
-    fake_glm.push(*[Fault("error", 500, "500", "internal")] * 4)
-    event = group_message("会失败", group_id=108)
-    await receive(app, event, quoted(event, user_message(UpstreamError("x"))))
-    assert await stored("group:108") == []
+_fault_groups = itertools.count(300)
+
+
+@pytest.mark.parametrize(
+    ("faults", "sentence", "logged"),
+    [
+        ([Fault("error", 500, "", "internal")] * 2, "模型服务出了点问题", "status=500"),
+        ([Fault("error", 429, "", "slow down")] * 2, "请求太频繁", "status=429"),
+        ([Fault("error", 400, "1301", "blocked")], "内容审核", "code=1301"),
+        ([Fault("finish", finish_reason="sensitive")], "内容审核", "code=1301"),
+        ([Fault("hang", delay=3.0)] * 2, "超时", "error=APITimeoutError"),
+        ([Fault("text", 200, body="<html>gateway</html>")], "模型服务出了点问题", "status=200"),
+        ([Fault("no_choices")], "模型服务出了点问题", "error=UpstreamError"),
+        ([Fault("sse_error", code="1230", message="boom")], "模型服务出了点问题", "code=1230"),
+        ([Fault("error", 401, "1002", "bad token")], "API Key 被平台拒绝", "code=1002"),
+    ],
+    ids=[
+        "500",
+        "429",
+        "1301",
+        "sensitive",
+        "timeout",
+        "not-json",
+        "no-choices",
+        "error-frame",
+        "rejected-key",
+    ],
+)
+async def test_each_fault_gets_its_sentence_stores_nothing_and_logs_its_code(
+    app: App, fake_glm, log_lines, faults, sentence, logged
+):
+    group = next(_fault_groups)
+    await seed(f"group:{group}")
+    fake_glm.push(*faults)
+    event = group_message("这次会失败", group_id=group)
+    async with app.test_matcher() as ctx:
+        bot = ctx.create_bot(base=Bot, self_id=str(SELF_ID))
+        ctx.receive_event(bot, event)
+        ctx.should_call_send(event, quoted(event, _sentence_containing(sentence)), result={})
+    assert [t.question for t in await stored(f"group:{group}")] == ["旧问题"]
+    call_lines = [line for line in log_lines if line.startswith("glm call ")]
+    assert len(call_lines) == 1 and "ok=false" in call_lines[0] and logged in call_lines[0]
+    assert API_KEY_SECRET not in "\n".join(log_lines)
+    assert fake_glm.faults == deque()  # every scripted fault was met: retries happened
+
+
+def _sentence_containing(fragment: str) -> str:
+    from plugins.glm_chat.errors import _FALLBACK_MESSAGE, _USER_MESSAGES
+
+    sentences = [text for _, text in _USER_MESSAGES] + [_FALLBACK_MESSAGE]
+    (match,) = [text for text in sentences if fragment in text]
+    return match
 
 
 # --- commands -----------------------------------------------------------------------------
@@ -193,3 +247,31 @@ async def test_unknown_subcommand_shows_help(app: App):
 async def test_glm_prefix_without_space_is_a_chat_message(app: App, fake_glm):
     event = private_message("/glmfoo", user_id=81)
     await receive(app, event, plain("回声#2：/glmfoo"))
+
+
+async def test_stats_are_for_superusers_only(app: App):
+    event = group_message("/glm stats", group_id=205, role="owner", to_me=False)
+    await receive(app, event, quoted(event, "只有机器人主人可以这样做。"))
+
+
+async def test_stats_show_calls_success_latency_errors_and_resting_keys(app: App, monkeypatch):
+    stats = CallStats()
+    for total_s in (1.0, 2.0, 3.0):
+        stats.record(CallRecord("group:1", "m", "stream", total_s=total_s))
+    stats.record(CallRecord("group:1", "m", "stream", total_s=9.0, error="E", code="1302"))
+    keys = KeyPool(["restid.secret", "fineid.secret"], "jwt")
+    keys.rest(keys.pick(), 600, "1113")
+    services = get_services()
+    monkeypatch.setattr(runtime, "_services", dataclasses.replace(services, stats=stats))
+    monkeypatch.setattr(services.chat.client, "keys", keys)
+
+    event = private_message("/glm stats", user_id=SUPERUSER_ID)
+    window = "调用 4 次，成功率 75.0%，延迟 p50 2.00s / p95 9.00s\n  错误：1302×1"
+    await receive(
+        app,
+        event,
+        plain(
+            f"API 调用统计\n今天：{window}\n启动以来：{window}\n"
+            "休息中的 Key：restid（1113，还剩约 10 分钟）"
+        ),
+    )

@@ -63,6 +63,7 @@ class CallRecord:
     first_token_s: float | None = None
     total_s: float = 0.0
     usage: Usage = field(default_factory=Usage)
+    rested_keys: list[str] = field(default_factory=list)  # labels put to rest by this call
 
     @property
     def ok(self) -> bool:
@@ -157,7 +158,9 @@ class GLMClient:
                 reminted = True
             except (AuthenticationError, QuotaExceededError) as error:
                 rest = AUTH_REST_SECONDS if isinstance(error, AuthenticationError) else None
-                self.keys.rest(credential, rest or QUOTA_REST_SECONDS, str(error))
+                reason = error.code or (f"HTTP {error.status}" if error.status else "rejected")
+                self.keys.rest(credential, rest or QUOTA_REST_SECONDS, reason)
+                record.rested_keys.append(f"{credential.label}:{reason}")
                 if not self._another_key_ready():
                     raise
             except GLMError as error:

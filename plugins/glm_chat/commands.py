@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from enum import Enum
@@ -12,6 +13,7 @@ from nonebot.params import CommandArg
 
 from .events import conversation_of, is_admin, is_superuser, reply_to
 from .runtime import Services, get_services
+from .stats import WindowSummary
 
 REFUSAL = "只有群主、管理员或机器人主人可以这样做。"
 SUPERUSER_REFUSAL = "只有机器人主人可以这样做。"
@@ -85,6 +87,31 @@ async def _status(request: Request) -> str:
         f"模型：{status.model}（{status.call_mode} 模式）\n"
         f"已记住 {status.turns} 轮对话，最近的上下文约 {status.tokens} tokens"
     )
+
+
+def _window_lines(title: str, window: WindowSummary) -> list[str]:
+    if not window.calls:
+        return [f"{title}：还没有调用"]
+    lines = [
+        f"{title}：调用 {window.calls} 次，成功率 {window.success_rate:.1%}，"
+        f"延迟 p50 {window.p50_s:.2f}s / p95 {window.p95_s:.2f}s"
+    ]
+    if window.errors:
+        lines.append("  错误：" + "，".join(f"{code}×{n}" for code, n in window.errors.items()))
+    return lines
+
+
+@subcommand("stats", "/glm stats", "API 调用次数、成功率、延迟和错误", Role.SUPERUSER)
+async def _stats(request: Request) -> str:
+    today, since_start = request.services.stats.summaries()
+    lines = ["API 调用统计", *_window_lines("今天", today), *_window_lines("启动以来", since_start)]
+    keys = request.services.chat.client.keys
+    resting = keys.resting() if keys is not None else []
+    now = time.time()
+    for rest in resting:
+        minutes = max(1, round((rest.until - now) / 60))
+        lines.append(f"休息中的 Key：{rest.label}（{rest.reason}，还剩约 {minutes} 分钟）")
+    return "\n".join(lines)
 
 
 @subcommand("help", "/glm help", "显示这份帮助")

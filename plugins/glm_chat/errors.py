@@ -106,8 +106,10 @@ def _code_class(code: str) -> type[GLMError] | None:
         return ModelNotFoundError
     if code == "1261":
         return PromptTooLongError
-    if code.startswith("12"):
+    if code.startswith(("121", "122")):  # bad parameters, no access to the API or model
         return BadRequestError
+    if code.startswith("123"):  # the platform's own processing or network failed
+        return UpstreamError
     return None
 
 
@@ -143,7 +145,7 @@ def error_for(status: int | None, code: str | None, message: str) -> GLMError:
     if cls is None:
         cls = _status_class(status) if status else UpstreamError
     retryable = None
-    if cls is UpstreamError and status is not None and status >= 500:
+    if cls is UpstreamError and (code == "1234" or (status is not None and status >= 500)):
         retryable = True
     return cls(message or "GLM API error", code=code, status=status, retryable=retryable)
 

@@ -10,6 +10,7 @@ from .auth import KeyPool
 from .chat import ChatService, ChatSettings
 from .client import CallRecord, GLMClient
 from .config import Config
+from .stats import CallStats
 from .store import ContextStore
 
 
@@ -19,6 +20,7 @@ class Services:
 
     config: Config
     chat: ChatService
+    stats: CallStats
 
 
 _services: Services | None = None
@@ -34,6 +36,7 @@ def log_call(record: CallRecord) -> None:
         f" code={record.code or '-'} error={record.error or '-'} ttft_s={ttft}"
         f" total_s={record.total_s:.3f} prompt_tokens={usage.prompt_tokens}"
         f" completion_tokens={usage.completion_tokens} key={record.key or '-'}"
+        + (f" rested={','.join(record.rested_keys)}" if record.rested_keys else "")
     )
 
 
@@ -47,13 +50,19 @@ async def open_services(config: Config) -> Services:
             " configured. Put GLM_API_KEY=<id.secret> in .env.prod or the environment."
         )
     store = await ContextStore.open(config.glm_db_path)
+    stats = CallStats()
+
+    def on_call(record: CallRecord) -> None:
+        log_call(record)
+        stats.record(record)
+
     client = GLMClient(
         KeyPool(keys, config.glm_auth) if keys else None,
         base_url=config.glm_base_url,
         timeout=config.glm_timeout,
         max_retries=config.glm_max_retries,
         max_concurrency=config.glm_max_concurrency,
-        on_call=log_call,
+        on_call=on_call,
     )
     settings = ChatSettings(
         system_prompt=config.glm_system_prompt,
@@ -63,7 +72,7 @@ async def open_services(config: Config) -> Services:
         context_tokens=config.glm_context_tokens,
         thinking=config.glm_thinking,
     )
-    _services = Services(config, ChatService(store, client, settings))
+    _services = Services(config, ChatService(store, client, settings), stats)
     logger.info(
         f"glm-chat ready: model={settings.model} mode={settings.call_mode}"
         f" db={config.glm_db_path} keys={len(keys)}"

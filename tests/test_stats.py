@@ -1,0 +1,45 @@
+from datetime import datetime, timedelta
+
+from plugins.glm_chat.client import CallRecord
+from plugins.glm_chat.stats import CallStats, percentile
+
+
+def record(total_s: float, *, error: str | None = None, code=None, status=None) -> CallRecord:
+    return CallRecord(
+        "group:1", "m", "stream", total_s=total_s, error=error, code=code, status=status
+    )
+
+
+def test_percentiles_are_nearest_rank():
+    values = [float(v) for v in range(1, 101)]
+    assert percentile(values, 0.50) == 50.0
+    assert percentile(values, 0.95) == 95.0
+    assert percentile([3.0], 0.95) == 3.0
+    assert percentile([], 0.5) == 0.0
+
+
+def test_summary_counts_success_latency_and_errors_by_code():
+    stats = CallStats()
+    for i in range(18):
+        stats.record(record(1.0 + i / 100))
+    stats.record(record(9.0, error="RateLimitError", code="1302", status=429))
+    stats.record(record(5.0, error="UpstreamError", status=500))
+    today, since_start = stats.summaries()
+    assert today == since_start
+    assert (today.calls, today.succeeded) == (20, 18)
+    assert today.success_rate == 0.9
+    assert today.p50_s == 1.09
+    assert today.p95_s == 5.0
+    assert today.errors == {"1302": 1, "HTTP 500": 1}
+
+
+def test_today_starts_afresh_at_midnight():
+    now = datetime(2026, 11, 22, 23, 59).timestamp()
+    clock = [now]
+    stats = CallStats(lambda: clock[0])
+    stats.record(record(1.0))
+    clock[0] = (datetime(2026, 11, 22, 23, 59) + timedelta(minutes=2)).timestamp()
+    stats.record(record(2.0, error="APITimeoutError"))
+    today, since_start = stats.summaries()
+    assert (today.calls, since_start.calls) == (1, 2)
+    assert today.errors == {"APITimeoutError": 1}
