@@ -10,8 +10,10 @@ from enum import Enum
 from nonebot import on_command
 from nonebot.adapters.onebot.v11 import Bot, Message, MessageEvent
 from nonebot.params import CommandArg
+from nonebot.typing import T_State
 
 from .events import conversation_of, is_admin, is_superuser, reply_to
+from .ordering import in_turn
 from .runtime import Services, get_services
 from .stats import WindowSummary
 
@@ -138,13 +140,15 @@ reset_alias = on_command("重置对话", priority=5, block=True)
 
 
 @glm.handle()
-async def _glm(bot: Bot, event: MessageEvent, args: Message = CommandArg()) -> None:
+async def _glm(bot: Bot, event: MessageEvent, state: T_State, args: Message = CommandArg()) -> None:
     name, _, argument = args.extract_plain_text().strip().partition(" ")
-    reply = await run_subcommand(bot, event, name or "help", argument.strip())
+    async with in_turn(state):
+        reply = await run_subcommand(bot, event, name or "help", argument.strip())
     await glm.finish(reply_to(event, reply))
 
 
 @reset_alias.handle()
-async def _reset_alias(bot: Bot, event: MessageEvent) -> None:
-    reply = await run_subcommand(bot, event, "reset", "")
+async def _reset_alias(bot: Bot, event: MessageEvent, state: T_State) -> None:
+    async with in_turn(state):
+        reply = await run_subcommand(bot, event, "reset", "")
     await reset_alias.finish(reply_to(event, reply))

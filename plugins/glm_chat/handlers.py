@@ -6,9 +6,11 @@ from nonebot import on_message
 from nonebot.adapters.onebot.v11 import Bot, GroupMessageEvent, MessageEvent
 from nonebot.log import logger
 from nonebot.rule import Rule
+from nonebot.typing import T_State
 
 from .errors import GLMError, user_message
 from .events import conversation_of, mentions, question_text, reply_to
+from .ordering import in_turn, pass_by
 from .render import markdown_to_text, split_text
 from .runtime import get_services
 
@@ -17,7 +19,7 @@ TRUNCATED_NOTE = "（消息太长，只读了前 {limit} 个字。）"
 UNEXPECTED_ERROR = "出了点意外，没能回答，请稍后再试。"
 
 
-async def _is_for_me(bot: Bot, event: MessageEvent) -> bool:
+def _wants_an_answer(bot: Bot, event: MessageEvent) -> bool:
     if str(event.user_id) == str(bot.self_id):
         return False
     if str(event.user_id) in get_services().config.glm_ignore_users:
@@ -27,11 +29,23 @@ async def _is_for_me(bot: Bot, event: MessageEvent) -> bool:
     return event.to_me or mentions(event.get_message(), str(bot.self_id))
 
 
+async def _is_for_me(bot: Bot, event: MessageEvent, state: T_State) -> bool:
+    if _wants_an_answer(bot, event):
+        return True
+    pass_by(state)
+    return False
+
+
 chat = on_message(rule=Rule(_is_for_me), priority=50, block=True)
 
 
 @chat.handle()
-async def answer(bot: Bot, event: MessageEvent) -> None:
+async def answer(bot: Bot, event: MessageEvent, state: T_State) -> None:
+    async with in_turn(state):
+        await _answer(bot, event)
+
+
+async def _answer(bot: Bot, event: MessageEvent) -> None:
     services = get_services()
     question = question_text(event.get_message(), str(bot.self_id))
     if not question:

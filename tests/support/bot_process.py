@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tests.support.onebot_client import OneBotClient
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -55,6 +57,15 @@ class BotProcess:
                 self._process.wait()
         return self._process.returncode
 
+    @property
+    def running(self) -> bool:
+        return self._process is not None and self._process.poll() is None
+
+    @property
+    def pid(self) -> int:
+        assert self._process is not None
+        return self._process.pid
+
     def kill(self) -> None:
         """``kill -9``: no shutdown hooks run."""
         assert self._process is not None
@@ -63,3 +74,30 @@ class BotProcess:
 
     def log(self) -> str:
         return self.log_path.read_text("utf-8", errors="replace")
+
+
+class RunningBot:
+    """``async with RunningBot(env, log) as qq``: a started bot and a QQ client connected to it.
+
+    Leaving the block stops the bot with Ctrl+C and checks that it exited cleanly.
+    """
+
+    def __init__(self, env: dict[str, str], log_path: Path, *, self_id: int, token: str) -> None:
+        self.process = BotProcess(env, log_path)
+        self.qq = OneBotClient("", self_id, token)
+
+    async def __aenter__(self) -> OneBotClient:
+        self.process.start()
+        self.qq.url = self.process.ws_url
+        try:
+            await self.qq.connect()
+        except BaseException:
+            self.process.stop()
+            raise
+        return self.qq
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.qq.close()
+        if self.process.running:
+            code = self.process.stop()
+            assert code == 0, f"bot exited with {code}:\n{self.process.log()[-3000:]}"

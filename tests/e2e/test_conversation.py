@@ -1,76 +1,16 @@
 """``python bot.py`` in a subprocess, driven over the OneBot v11 reverse WebSocket, talking to
 the fake GLM server over real HTTP, with its context in a real SQLite file."""
 
-from collections.abc import Iterator
-from pathlib import Path
-
-import pytest
-
-from tests.support.bot_process import BotProcess
-from tests.support.fake_glm import FakeGLM, Fault, serve
-from tests.support.onebot_client import OneBotClient, reply, text
-
-KEY_ID, KEY_SECRET = "e2ekeyid", "e2e-secret-never-logged"
-SELF_ID = 900001
-ACCESS_TOKEN = "onebot-test-token"
-SUPERUSER = 10000
-
-
-@pytest.fixture(scope="module")
-def glm() -> Iterator[tuple[FakeGLM, str]]:
-    fake = FakeGLM(keys={KEY_ID: KEY_SECRET})
-    thread, base_url = serve(fake)
-    yield fake, base_url
-    thread.stop()
-
-
-@pytest.fixture
-def bot_env(glm, tmp_path: Path) -> dict[str, str]:
-    glm[0].clear()
-    return {
-        "GLM_API_KEY": f"{KEY_ID}.{KEY_SECRET}",
-        "GLM_BASE_URL": glm[1],
-        "GLM_DB_PATH": str(tmp_path / "data" / "glm_chat.db"),
-        "GLM_TIMEOUT": "10",
-        "SUPERUSERS": f'["{SUPERUSER}"]',
-        "ONEBOT_ACCESS_TOKEN": ACCESS_TOKEN,
-        "NICKNAME": '["小智"]',
-        "LOG_LEVEL": "INFO",
-    }
-
-
-class RunningBot:
-    """A started bot and the QQ client connected to it."""
-
-    def __init__(self, env: dict[str, str], log_path: Path) -> None:
-        self.process = BotProcess(env, log_path)
-        self.qq = OneBotClient("", SELF_ID, ACCESS_TOKEN)
-
-    async def __aenter__(self) -> OneBotClient:
-        self.process.start()
-        self.qq.url = self.process.ws_url
-        try:
-            await self.qq.connect()
-        except BaseException:
-            self.process.stop()
-            raise
-        return self.qq
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.qq.close()
-        assert self.process.stop() == 0, self.process.log()[-3000:]
-
-
-@pytest.fixture
-def log_path(tmp_path: Path) -> Path:
-    return tmp_path / "bot.log"
+from tests.e2e.conftest import ACCESS_TOKEN, KEY_ID, KEY_SECRET, SELF_ID
+from tests.support.bot_process import RunningBot
+from tests.support.fake_glm import Fault
+from tests.support.onebot_client import reply, text
 
 
 async def test_a_group_conversation_is_shared_kept_apart_and_survives_a_restart(
-    glm, bot_env, log_path
+    fake, bot_env, log_path
 ):
-    fake, _ = glm
-    async with RunningBot(bot_env, log_path) as qq:
+    async with RunningBot(bot_env, log_path, self_id=SELF_ID, token=ACCESS_TOKEN) as qq:
         first = await qq.mention(1, 111, "我叫Alice", nickname="Alice")
         answer = await qq.reply_to(first)
         assert answer.group_id == 1 and answer.text == "回声#2：Alice(111): 我叫Alice"
@@ -118,7 +58,7 @@ async def test_a_group_conversation_is_shared_kept_apart_and_survives_a_restart(
         refused = await qq.group_message(1, 444, [text("/glm reset")], role="member")
         assert (await qq.reply_to(refused)).text == "只有群主、管理员或机器人主人可以这样做。"
 
-    async with RunningBot(bot_env, log_path) as qq:
+    async with RunningBot(bot_env, log_path, self_id=SELF_ID, token=ACCESS_TOKEN) as qq:
         again = await qq.mention(1, 111, "还记得我吗？", nickname="Alice")
         await qq.reply_to(again)
         sent = fake.completions()[-1].messages
@@ -137,12 +77,12 @@ async def test_a_group_conversation_is_shared_kept_apart_and_survives_a_restart(
     assert KEY_SECRET not in log
 
 
-async def test_without_a_key_the_bot_starts_and_says_it_is_not_configured(glm, bot_env, log_path):
+async def test_without_a_key_the_bot_starts_and_says_it_is_not_configured(fake, bot_env, log_path):
     del bot_env["GLM_API_KEY"]
-    async with RunningBot(bot_env, log_path) as qq:
+    async with RunningBot(bot_env, log_path, self_id=SELF_ID, token=ACCESS_TOKEN) as qq:
         asked = await qq.mention(1, 111, "你好")
         assert (await qq.reply_to(asked)).text == (
             "机器人还没有配置 GLM_API_KEY，请管理员设置后再试。"
         )
-    assert glm[0].completions() == []
+    assert fake.completions() == []
     assert log_path.read_text("utf-8").count("GLM_API_KEY is not set") == 1
