@@ -77,6 +77,13 @@ async def test_token_is_reused_across_calls(client, fake):
     assert len(tokens) == 1 and client.keys.tokens_minted == 1
 
 
+@pytest.mark.parametrize("mode", ["stream", "sync"])
+async def test_calls_reuse_one_connection(client, fake, mode):
+    for _ in range(3):
+        await client.complete(MESSAGES, model="m", mode=mode)
+    assert len({r.client_port for r in fake.completions()}) == 1
+
+
 async def test_raw_key_mode(server, fake):
     client = make_client(server[1], keys=["raw-key"], mode="key")
     try:

@@ -11,28 +11,30 @@ from plugins.glm_chat.errors import (
 from plugins.glm_chat.sse import iter_sse_data
 
 
-async def lines(*items: str):
+async def chunks(*items: bytes):
     for item in items:
         yield item
 
 
-async def collect(*items: str) -> list[str]:
-    return [data async for data in iter_sse_data(lines(*items))]
+async def collect(*items: bytes) -> list[str]:
+    return [data async for data in iter_sse_data(chunks(*items))]
 
 
 async def test_sse_events_follow_the_spec():
-    assert await collect(
-        ": keep-alive",
-        "",
-        'data: {"a": 1}',
-        "",
-        "event: message",
-        "data:first",
-        "data: second",
-        "",
-        "id: 7",
-        "data: [DONE]",
-    ) == ['{"a": 1}', "first\nsecond", "[DONE]"]
+    stream = (
+        b": keep-alive\n\n"
+        b'data: {"a": 1}\n\n'
+        b"event: message\r\ndata:first\r\ndata: second\r\n\r\n"
+        b"id: 7\ndata: [DONE]"
+    )
+    expected = ['{"a": 1}', "first\nsecond", "[DONE]"]
+    assert await collect(stream) == expected
+    # However the bytes are cut into chunks, even inside a character or a CRLF.
+    for size in (1, 2, 3, 7):
+        pieces = [stream[i : i + size] for i in range(0, len(stream), size)]
+        assert await collect(*pieces) == expected
+    frame = "data: 你好\n\n".encode()
+    assert await collect(frame[:8], frame[8:]) == ["你好"]
 
 
 def chunk(content: str = "", finish: str | None = None, **extra) -> str:

@@ -208,12 +208,14 @@ class GLMClient:
                 await response.aread()
                 return _completion_from_response(response)
             assembler = StreamAssembler()
-            async for payload in iter_sse_data(response.aiter_lines()):
+            # Read to the end of the body, past [DONE]: leaving the loop early leaves two async
+            # generators for the event loop to finalise, which cost ~1 ms of CPU per call.
+            async for payload in iter_sse_data(response.aiter_bytes()):
+                if assembler.done:
+                    continue
                 assembler.feed(payload)
                 if assembler.first_content and record.first_token_s is None:
                     record.first_token_s = time.monotonic() - started
-                if assembler.done:
-                    break
             return assembler.result()
         finally:
             await response.aclose()

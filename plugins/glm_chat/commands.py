@@ -9,7 +9,7 @@ from enum import Enum
 
 from nonebot import on_command
 from nonebot.adapters.onebot.v11 import Bot, Message, MessageEvent
-from nonebot.params import CommandArg
+from nonebot.params import Command, CommandArg
 from nonebot.typing import T_State
 
 from .events import conversation_of, is_admin, is_superuser, reply_to
@@ -135,20 +135,21 @@ async def run_subcommand(bot: Bot, event: MessageEvent, name: str, argument: str
     return await command.run(Request(bot, event, get_services(), argument))
 
 
-glm = on_command("glm", priority=5, block=True, force_whitespace=True)
-reset_alias = on_command("重置对话", priority=5, block=True)
+glm = on_command("glm", aliases={"重置对话"}, priority=20, block=True, force_whitespace=True)
 
 
 @glm.handle()
-async def _glm(bot: Bot, event: MessageEvent, state: T_State, args: Message = CommandArg()) -> None:
-    name, _, argument = args.extract_plain_text().strip().partition(" ")
+async def _glm(
+    bot: Bot,
+    event: MessageEvent,
+    state: T_State,
+    command: tuple[str, ...] = Command(),
+    args: Message = CommandArg(),
+) -> None:
+    if command == ("重置对话",):
+        name, argument = "reset", ""
+    else:
+        name, _, argument = args.extract_plain_text().strip().partition(" ")
     async with in_turn(state):
         reply = await run_subcommand(bot, event, name or "help", argument.strip())
     await glm.finish(reply_to(event, reply))
-
-
-@reset_alias.handle()
-async def _reset_alias(bot: Bot, event: MessageEvent, state: T_State) -> None:
-    async with in_turn(state):
-        reply = await run_subcommand(bot, event, "reset", "")
-    await reset_alias.finish(reply_to(event, reply))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from nonebot.adapters.onebot.v11 import (
     Bot,
@@ -12,6 +13,7 @@ from nonebot.adapters.onebot.v11 import (
     MessageSegment,
 )
 from nonebot.adapters.onebot.v11.permission import GROUP_ADMIN, GROUP_OWNER
+from nonebot.consts import CMD_ARG_KEY, CMD_KEY, CMD_WHITESPACE_KEY, PREFIX_KEY
 from nonebot.permission import SUPERUSER
 
 from .chat import group_key, private_key
@@ -21,6 +23,18 @@ _NAME_LIMIT = 24
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
 
 _ADMIN = SUPERUSER | GROUP_ADMIN | GROUP_OWNER
+
+
+def is_command(state: dict[str, Any]) -> bool:
+    """Whether NoneBot matched a registered command (of any plugin) at the message's start.
+
+    NoneBot resolves this for every message before any matcher runs; a command name followed
+    directly by text (``/glmfoo``) does not count, as with ``force_whitespace``.
+    """
+    prefix = state.get(PREFIX_KEY) or {}
+    if not prefix.get(CMD_KEY):
+        return False
+    return not prefix.get(CMD_ARG_KEY) or prefix.get(CMD_WHITESPACE_KEY) is not None
 
 
 def mentions(message: Message, self_id: str) -> bool:

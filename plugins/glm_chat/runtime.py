@@ -28,9 +28,13 @@ _services: Services | None = None
 
 def log_call(record: CallRecord) -> None:
     """One structured line per API call: where, how, how long, what it cost; never the key."""
+    logger.opt(lazy=True).info("{}", lambda: call_line(record))
+
+
+def call_line(record: CallRecord) -> str:
     usage = record.usage
     ttft = f"{record.first_token_s:.3f}" if record.first_token_s is not None else "-"
-    logger.info(
+    return (
         f"glm call conv={record.conversation or '-'} model={record.model} mode={record.mode}"
         f" ok={str(record.ok).lower()} attempts={record.attempts} status={record.status or '-'}"
         f" code={record.code or '-'} error={record.error or '-'} ttft_s={ttft}"

@@ -105,37 +105,35 @@ class ContextStore:
     async def append_turn(
         self, conversation: str, turn: Turn, *, model: str = "", usage: Usage | None = None
     ) -> None:
-        """Store a whole turn in one transaction."""
+        """Store a whole turn: one statement, so one atomic write."""
         usage = usage or Usage()
         speaker = turn.speaker
-        async with self._transaction() as db:
-            await db.execute(
-                "INSERT INTO turns (conversation, speaker_id, speaker_name, question, answer,"
-                " model, prompt_tokens, completion_tokens, created_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    conversation,
-                    speaker.user_id if speaker else None,
-                    speaker.name if speaker else None,
-                    turn.question,
-                    turn.answer,
-                    model,
-                    usage.prompt_tokens,
-                    usage.completion_tokens,
-                    time.time(),
-                ),
-            )
+        await self._db.execute(
+            "INSERT INTO turns (conversation, speaker_id, speaker_name, question, answer,"
+            " model, prompt_tokens, completion_tokens, created_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                conversation,
+                speaker.user_id if speaker else None,
+                speaker.name if speaker else None,
+                turn.question,
+                turn.answer,
+                model,
+                usage.prompt_tokens,
+                usage.completion_tokens,
+                time.time(),
+            ),
+        )
 
     async def recent(self, conversation: str, limit: int) -> list[Turn]:
         """The last ``limit`` turns of a conversation, oldest first."""
         if limit <= 0:
             return []
-        async with self._db.execute(
+        rows = await self._db.execute_fetchall(
             "SELECT speaker_id, speaker_name, question, answer FROM turns"
             " WHERE conversation = ? ORDER BY id DESC LIMIT ?",
             (conversation, limit),
-        ) as cursor:
-            rows = await cursor.fetchall()
+        )
         return [
             Turn(question, answer, Speaker(sid, name or sid) if sid is not None else None)
             for sid, name, question, answer in reversed(list(rows))
@@ -143,14 +141,12 @@ class ContextStore:
 
     async def count(self, conversation: str) -> int:
         """How many turns a conversation keeps."""
-        async with self._db.execute(
+        rows = await self._db.execute_fetchall(
             "SELECT COUNT(*) FROM turns WHERE conversation = ?", (conversation,)
-        ) as cursor:
-            row = await cursor.fetchone()
-        return int(row[0]) if row else 0
+        )
+        return int(next(iter(rows))[0])
 
     async def reset(self, conversation: str) -> int:
         """Forget a conversation's turns; returns how many were removed."""
-        async with self._transaction() as db:
-            cursor = await db.execute("DELETE FROM turns WHERE conversation = ?", (conversation,))
-            return cursor.rowcount
+        cursor = await self._db.execute("DELETE FROM turns WHERE conversation = ?", (conversation,))
+        return cursor.rowcount

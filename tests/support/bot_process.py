@@ -23,7 +23,8 @@ def free_port() -> int:
 class BotProcess:
     """Starts and stops the bot; its output goes to ``log_path``."""
 
-    def __init__(self, env: dict[str, str], log_path: Path) -> None:
+    def __init__(self, env: dict[str, str], log_path: Path, script: str = "bot.py") -> None:
+        self.script = script
         self.port = free_port()
         self.log_path = log_path
         inherited = {k: v for k, v in os.environ.items() if not k.startswith(("GLM_", "ONEBOT_"))}
@@ -37,7 +38,7 @@ class BotProcess:
     def start(self) -> BotProcess:
         with self.log_path.open("ab") as log:
             self._process = subprocess.Popen(
-                [sys.executable, "bot.py"],
+                [sys.executable, self.script],
                 cwd=ROOT,
                 env=self.env,
                 stdout=log,
@@ -72,6 +73,19 @@ class BotProcess:
         self._process.kill()
         self._process.wait()
 
+    def cpu_seconds(self) -> float:
+        """User + system CPU time the process has used so far (Linux)."""
+        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        ticks = os.sysconf("SC_CLK_TCK")
+        return (int(fields[11]) + int(fields[12])) / ticks
+
+    def rss_bytes(self) -> int:
+        """Resident memory now (Linux)."""
+        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+        raise RuntimeError("no VmRSS")
+
     def log(self) -> str:
         return self.log_path.read_text("utf-8", errors="replace")
 
@@ -82,8 +96,16 @@ class RunningBot:
     Leaving the block stops the bot with Ctrl+C and checks that it exited cleanly.
     """
 
-    def __init__(self, env: dict[str, str], log_path: Path, *, self_id: int, token: str) -> None:
-        self.process = BotProcess(env, log_path)
+    def __init__(
+        self,
+        env: dict[str, str],
+        log_path: Path,
+        *,
+        self_id: int,
+        token: str,
+        script: str = "bot.py",
+    ) -> None:
+        self.process = BotProcess(env, log_path, script)
         self.qq = OneBotClient("", self_id, token)
 
     async def __aenter__(self) -> OneBotClient:

@@ -15,6 +15,7 @@ import socket
 import threading
 import time
 import uuid
+import warnings
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -28,6 +29,8 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 BASE_PATH = "/api/paas/v4"
+# Test secrets are short, like the platform's own; PyJWT's key-length advice is noise here.
+warnings.filterwarnings("ignore", message="The HMAC key is .* below the minimum recommended")
 
 
 @dataclass
@@ -57,6 +60,7 @@ class Recorded:
     body: dict[str, Any]
     headers: dict[str, str]
     token_claims: dict[str, Any] | None = None
+    client_port: int = 0  # the same port twice: the client reused its connection
 
     @property
     def messages(self) -> list[dict[str, Any]]:

@@ -29,6 +29,7 @@ class Sent:
     action: str
     params: dict[str, Any]
     message_id: int
+    received_at: float = field(default_factory=time.monotonic)
 
     @property
     def segments(self) -> list[dict[str, Any]]:

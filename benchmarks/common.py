@@ -1,0 +1,74 @@
+"""What the benchmarks share: the fake GLM server, bots run as users run them, statistics."""
+
+from __future__ import annotations
+
+import os
+import platform
+import statistics
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import date
+from pathlib import Path
+
+from tests.support.bot_process import RunningBot
+from tests.support.fake_glm import FakeGLM, serve
+
+KEY_ID, KEY_SECRET = "benchkeyid", "bench-secret"
+SELF_ID = 900002
+TOKEN = "bench-token"
+ECHO_BOT = "benchmarks/echo_bot/bot.py"
+
+
+@contextmanager
+def fake_glm(latency: float = 0.0, max_in_flight: int = 0) -> Iterator[tuple[FakeGLM, str]]:
+    fake = FakeGLM(keys={KEY_ID: KEY_SECRET}, latency=latency, max_in_flight=max_in_flight)
+    server, base_url = serve(fake)
+    try:
+        yield fake, base_url
+    finally:
+        server.stop()
+
+
+@contextmanager
+def workdir() -> Iterator[Path]:
+    with tempfile.TemporaryDirectory(prefix="glm-bench-") as name:
+        yield Path(name)
+
+
+def bot(base_url: str, folder: Path, script: str = "bot.py", **settings: str) -> RunningBot:
+    """The bot (or the echo bot) on a fresh database in ``folder``, logging warnings only."""
+    env = {
+        "GLM_API_KEY": f"{KEY_ID}.{KEY_SECRET}",
+        "GLM_BASE_URL": base_url,
+        "GLM_DB_PATH": str(folder / "glm.db"),
+        "ONEBOT_ACCESS_TOKEN": TOKEN,
+        "LOG_LEVEL": "WARNING",
+        **settings,
+    }
+    return RunningBot(
+        env,
+        folder / f"{Path(script).parent.name or 'bot'}.log",
+        self_id=SELF_ID,
+        token=TOKEN,
+        script=script,
+    )
+
+
+def summary(values: list[float], unit: str = "", scale: float = 1.0) -> str:
+    """``median (min–max, n=N)``."""
+    scaled = [v * scale for v in values]
+    return (
+        f"{statistics.median(scaled):.3g}{unit} "
+        f"(min {min(scaled):.3g}, max {max(scaled):.3g}, n={len(scaled)})"
+    )
+
+
+def quantile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(fraction * len(ordered)) - 1))]
+
+
+def machine() -> str:
+    cores = os.cpu_count()
+    return f"{date.today()}, {platform.machine()} {cores} cores, Python {platform.python_version()}"
