@@ -111,6 +111,26 @@ async def test_long_message_is_cut_and_the_user_told(app: App, fake_glm):
     assert fake_glm.completions()[-1].messages[-1]["content"] == "长" * 50
 
 
+async def test_very_long_unicode_is_cut_by_characters(app: App, fake_glm):
+    event = private_message("😀👍🏽" * 5000, user_id=82)
+    kept = ("😀👍🏽" * 5000)[:50]
+    await receive(app, event, plain(f"（消息太长，只读了前 50 个字。）\n回声#2：{kept}"))
+    assert fake_glm.completions()[-1].messages[-1]["content"] == kept
+
+
+async def test_user_text_that_looks_like_cq_codes_stays_text(app: App, fake_glm):
+    event = group_message("[CQ:at,qq=all] [CQ:image,file=x.jpg] 你好", group_id=110)
+    await receive(
+        app, event, quoted(event, "回声#2：小明(42): [CQ:at,qq=all] [CQ:image,file=x.jpg] 你好")
+    )
+
+
+async def test_an_image_alone_gets_the_hint(app: App, fake_glm):
+    event = group_message(Message(MessageSegment.image("https://example.com/a.png")), group_id=111)
+    await receive(app, event, quoted(event, "有什么想问的？在@我的同一条消息里写上问题就好。"))
+    assert fake_glm.completions() == []
+
+
 async def test_model_text_never_becomes_a_cq_code_and_markdown_is_flattened(app: App, fake_glm):
     fake_glm.push(Fault("reply", body="**注意** [CQ:at,qq=all] 大家好\n# 标题"))
     event = group_message("说点什么", group_id=106)

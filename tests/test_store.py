@@ -55,7 +55,7 @@ async def test_reset_forgets_one_conversation_only(tmp_db: Path):
         await store.close()
 
 
-async def test_database_is_wal_with_a_schema_version_and_an_index(tmp_db: Path):
+async def test_database_is_wal_with_a_schema_version_and_clustered_turns(tmp_db: Path):
     store = await ContextStore.open(tmp_db)
     try:
         assert await store.schema_version() == len(MIGRATIONS)
@@ -64,11 +64,13 @@ async def test_database_is_wal_with_a_schema_version_and_an_index(tmp_db: Path):
     with sqlite3.connect(tmp_db) as db:
         assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         plan = db.execute(
-            "EXPLAIN QUERY PLAN SELECT * FROM turns WHERE conversation = ? ORDER BY id DESC"
+            "EXPLAIN QUERY PLAN SELECT * FROM turns WHERE conversation = ? ORDER BY seq DESC"
             " LIMIT 5",
             ("group:1",),
         ).fetchall()
-        assert "turns_by_conversation" in str(plan)
+        # One range of the clustered primary key: no scan, no sort.
+        assert "SEARCH turns USING PRIMARY KEY (conversation=?)" in str(plan)
+        assert "TEMP B-TREE" not in str(plan)
         assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
 
 

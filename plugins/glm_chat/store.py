@@ -17,11 +17,13 @@ Migration = Callable[[aiosqlite.Connection], Awaitable[None]]
 
 
 async def _create_turns(db: aiosqlite.Connection) -> None:
+    # Clustered by conversation: a conversation's turns share a few pages however many other
+    # conversations are interleaved with it, so reading the last 20 stays cheap at 1M turns.
     await db.execute(
         """
         CREATE TABLE turns (
-            id INTEGER PRIMARY KEY,
             conversation TEXT NOT NULL,
+            seq INTEGER NOT NULL,
             speaker_id TEXT,
             speaker_name TEXT,
             question TEXT NOT NULL,
@@ -29,11 +31,11 @@ async def _create_turns(db: aiosqlite.Connection) -> None:
             model TEXT NOT NULL DEFAULT '',
             prompt_tokens INTEGER NOT NULL DEFAULT 0,
             completion_tokens INTEGER NOT NULL DEFAULT 0,
-            created_at REAL NOT NULL
-        )
+            created_at REAL NOT NULL,
+            PRIMARY KEY (conversation, seq)
+        ) WITHOUT ROWID
         """
     )
-    await db.execute("CREATE INDEX turns_by_conversation ON turns (conversation, id)")
 
 
 # Append only: the schema's version is the number of migrations applied (PRAGMA user_version).
@@ -109,9 +111,10 @@ class ContextStore:
         usage = usage or Usage()
         speaker = turn.speaker
         await self._db.execute(
-            "INSERT INTO turns (conversation, speaker_id, speaker_name, question, answer,"
+            "INSERT INTO turns (conversation, seq, speaker_id, speaker_name, question, answer,"
             " model, prompt_tokens, completion_tokens, created_at)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " VALUES (?1, (SELECT IFNULL(MAX(seq), 0) + 1 FROM turns WHERE conversation = ?1),"
+            " ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
             (
                 conversation,
                 speaker.user_id if speaker else None,
@@ -131,7 +134,7 @@ class ContextStore:
             return []
         rows = await self._db.execute_fetchall(
             "SELECT speaker_id, speaker_name, question, answer FROM turns"
-            " WHERE conversation = ? ORDER BY id DESC LIMIT ?",
+            " WHERE conversation = ? ORDER BY seq DESC LIMIT ?",
             (conversation, limit),
         )
         return [

@@ -23,7 +23,7 @@ def stored_turns(db_path: Path) -> dict[str, list[tuple[str, str]]]:
     with sqlite3.connect(db_path) as db:
         assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
         for conversation, question, answer in db.execute(
-            "SELECT conversation, question, answer FROM turns ORDER BY id"
+            "SELECT conversation, question, answer FROM turns ORDER BY conversation, seq"
         ):
             turns[conversation].append((question, answer))
     return turns
