@@ -5,7 +5,7 @@ import itertools
 from collections import deque
 
 import pytest
-from nonebot.adapters.onebot.v11 import Bot, Message, MessageSegment
+from nonebot.adapters.onebot.v11 import ActionFailed, Bot, Message, MessageSegment
 from nonebug import App
 
 from plugins.glm_chat import runtime
@@ -125,10 +125,22 @@ async def test_user_text_that_looks_like_cq_codes_stays_text(app: App, fake_glm)
     )
 
 
-async def test_an_image_alone_gets_the_hint(app: App, fake_glm):
-    event = group_message(Message(MessageSegment.image("https://example.com/a.png")), group_id=111)
-    await receive(app, event, quoted(event, "有什么想问的？在@我的同一条消息里写上问题就好。"))
-    assert fake_glm.completions() == []
+async def test_an_image_goes_to_the_vision_model_and_only_a_placeholder_is_stored(
+    app: App, fake_glm
+):
+    url = "https://multimedia.example/a.png"
+    event = group_message(
+        Message([MessageSegment.text("这是什么？"), MessageSegment.image(url)]), group_id=111
+    )
+    await receive(app, event, quoted(event, "回声#2：小明(42): 这是什么？"))
+    request = fake_glm.completions()[-1].body
+    assert request["model"] == "glm-4v-flash"
+    assert request["messages"][-1]["content"] == [
+        {"type": "text", "text": "小明(42): 这是什么？"},
+        {"type": "image_url", "image_url": {"url": url}},
+    ]
+    (turn,) = await stored("group:111")
+    assert turn.question == "这是什么？ [图片]" and url not in turn.question
 
 
 async def test_model_text_never_becomes_a_cq_code_and_markdown_is_flattened(app: App, fake_glm):
@@ -137,11 +149,38 @@ async def test_model_text_never_becomes_a_cq_code_and_markdown_is_flattened(app:
     await receive(app, event, quoted(event, "注意 [CQ:at,qq=all] 大家好\n【标题】"))
 
 
-async def test_long_answer_is_sent_in_pieces_only_the_first_quoted(app: App, fake_glm):
-    answer = "\n\n".join(["甲" * 3000, "乙" * 3000])
-    fake_glm.push(Fault("reply", body=answer))
+LONG_ANSWER = "甲" * 500 + "\n\n" + "乙" * 500  # over GLM_FORWARD_CHARS (800)
+
+
+def forward_of(text: str) -> Message:
+    return Message(MessageSegment.node_custom(SELF_ID, "GLM", Message(MessageSegment.text(text))))
+
+
+async def test_a_long_answer_goes_out_as_a_forward_message(app: App, fake_glm):
+    fake_glm.push(Fault("reply", body=LONG_ANSWER))
     event = group_message("写长一点", group_id=107)
-    await receive(app, event, quoted(event, "甲" * 3000), plain("乙" * 3000))
+    async with app.test_matcher() as ctx:
+        bot = ctx.create_bot(base=Bot, self_id=str(SELF_ID))
+        ctx.receive_event(bot, event)
+        ctx.should_call_api(
+            "send_group_forward_msg",
+            {"group_id": 107, "messages": forward_of(LONG_ANSWER)},
+            result={"message_id": 5},
+        )
+
+
+async def test_a_refused_forward_falls_back_to_plain_text(app: App, fake_glm):
+    fake_glm.push(Fault("reply", body=LONG_ANSWER))
+    event = private_message("写长一点", user_id=83)
+    async with app.test_matcher() as ctx:
+        bot = ctx.create_bot(base=Bot, self_id=str(SELF_ID))
+        ctx.receive_event(bot, event)
+        ctx.should_call_api(
+            "send_private_forward_msg",
+            {"user_id": 83, "messages": forward_of(LONG_ANSWER)},
+            exception=ActionFailed(retcode=1200, msg="forward too large"),
+        )
+        ctx.should_call_send(event, plain(LONG_ANSWER), result={"message_id": 6})
 
 
 _fault_groups = itertools.count(300)
@@ -247,21 +286,45 @@ async def test_status(app: App):
 
 
 INTRO = "群里@我或回复我的消息即可提问，私聊直接发消息。可用命令："
-RESET_HELP = "/glm reset — 清空本会话的上下文（别名 /重置对话）"
+RESET_HELP = "/glm reset [all] — 清空本会话的上下文（别名 /重置对话；全群共用上下文时需管理员）"
 STATUS_HELP = "/glm status — 查看模型、已记住的轮数和估计的 token 数"
+USAGE_HELP = "/glm usage — 本群今天和近 7 天用掉的 token"
 HELP_HELP = "/glm help — 显示这份帮助"
+MODEL_VIEW = "/glm model — 查看或切换本会话的模型（修改需机器人主人）"
+MEMBER_HELP = [
+    INTRO,
+    RESET_HELP,
+    STATUS_HELP,
+    "/glm persona — 查看或设置本群的人设（系统提示词）（修改需管理员）",
+    MODEL_VIEW,
+    USAGE_HELP,
+    HELP_HELP,
+]
+ADMIN_HELP = [
+    INTRO,
+    RESET_HELP,
+    STATUS_HELP,
+    "/glm persona [内容|clear] — 查看或设置本群的人设（系统提示词）",
+    MODEL_VIEW,
+    "/glm mode shared|personal — 本群共用一个上下文，或每人一个",
+    "/glm on — 在本群开启回答",
+    "/glm off — 在本群关闭回答（命令仍可用）",
+    "/glm search on|off — 开关联网搜索，回答后列出来源",
+    USAGE_HELP,
+    HELP_HELP,
+]
 
 
 async def test_help_lists_what_the_asker_may_run(app: App):
     member = group_message("/glm help", group_id=204, role="member", to_me=False)
     admin = group_message("/glm", group_id=204, role="admin", to_me=False)
-    await receive(app, member, quoted(member, "\n".join([INTRO, STATUS_HELP, HELP_HELP])))
-    await receive(app, admin, quoted(admin, "\n".join([INTRO, RESET_HELP, STATUS_HELP, HELP_HELP])))
+    await receive(app, member, quoted(member, "\n".join(MEMBER_HELP)))
+    await receive(app, admin, quoted(admin, "\n".join(ADMIN_HELP)))
 
 
 async def test_unknown_subcommand_shows_help(app: App):
     event = private_message("/glm dance", user_id=80)
-    await receive(app, event, plain("\n".join([INTRO, RESET_HELP, STATUS_HELP, HELP_HELP])))
+    await receive(app, event, plain("\n".join(ADMIN_HELP)))  # in private, the user is admin
 
 
 async def test_glm_prefix_without_space_is_a_chat_message(app: App, fake_glm):

@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
+from typing import Any
 
 from .client import CallMode, GLMClient
 from .completion import Completion
 from .errors import PromptTooLongError
 from .locks import KeyedLocks
-from .models import Speaker, Turn
+from .models import ChatOptions, Speaker, Turn
 from .prompt import GROUP_NOTE, build_messages, history_tokens
 from .store import ContextStore
+
+IMAGE_PLACEHOLDER = "[图片]"
+IMAGE_ONLY_QUESTION = "请看看这张图片。"
+WEB_SEARCH_TOOL = {"type": "web_search", "web_search": {"enable": True, "search_result": True}}
 
 
 @dataclass(frozen=True)
@@ -19,10 +25,31 @@ class ChatSettings:
 
     system_prompt: str
     model: str
+    vision_model: str = "glm-4v-flash"
     call_mode: CallMode = "stream"
     history_turns: int = 20
     context_tokens: int = 6000
     thinking: str | None = None
+
+
+@dataclass(frozen=True)
+class Question:
+    """One message to answer."""
+
+    conversation: str  # whose context: group:1, group:1:42 (personal mode), private:42
+    text: str
+    speaker: Speaker | None = None  # set where several people share the context
+    scope: str | None = None  # the chat whose settings and usage apply (default: conversation)
+    images: tuple[str, ...] = ()  # image URLs (or base64) for the vision model
+
+    @property
+    def chat(self) -> str:
+        return self.scope or self.conversation
+
+    def stored_text(self) -> str:
+        """The question as the context keeps it: images become a short placeholder."""
+        marks = " ".join([IMAGE_PLACEHOLDER] * len(self.images))
+        return " ".join(part for part in (self.text, marks) if part)
 
 
 @dataclass(frozen=True)
@@ -37,6 +64,11 @@ def group_key(group_id: int | str) -> str:
     return f"group:{group_id}"
 
 
+def member_key(group_id: int | str, user_id: int | str) -> str:
+    """A member's own conversation inside a group in personal mode."""
+    return f"group:{group_id}:{user_id}"
+
+
 def private_key(user_id: int | str) -> str:
     return f"private:{user_id}"
 
@@ -49,68 +81,87 @@ class ChatService:
         self.client = client
         self.settings = settings
         self._locks = KeyedLocks()
+        self._options: dict[str, ChatOptions] = {}  # one entry per chat that ever spoke
 
-    def _system_prompt(self, speaker: Speaker | None) -> str:
-        return self.settings.system_prompt + (GROUP_NOTE if speaker else "")
+    async def options(self, chat: str) -> ChatOptions:
+        """A chat's settings (cached: read once, written through)."""
+        options = self._options.get(chat)
+        if options is None:
+            options = self._options[chat] = await self.store.options(chat)
+        return options
 
-    async def ask(self, conversation: str, question: str, speaker: Speaker | None) -> Completion:
-        """Answer ``question`` and store the turn; on failure nothing is stored.
+    async def update_options(self, chat: str, **changes: Any) -> ChatOptions:
+        options = dataclasses.replace(await self.options(chat), **changes)
+        await self.store.save_options(chat, options)
+        self._options[chat] = options
+        return options
 
-        ``speaker`` is set in groups, where the model must tell members apart.
-        """
+    def model_for(self, options: ChatOptions, question: Question | None = None) -> str:
+        if question is not None and question.images:
+            return self.settings.vision_model
+        return options.model or self.settings.model
+
+    async def ask(self, question: Question) -> Completion:
+        """Answer ``question`` and store the turn; on failure nothing is stored."""
         settings = self.settings
-        async with self._locks.hold(conversation):
-            history = await self.store.recent(conversation, settings.history_turns)
+        options = await self.options(question.chat)
+        async with self._locks.hold(question.conversation):
+            history = await self.store.recent(question.conversation, settings.history_turns)
             budget = settings.context_tokens
             try:
-                completion = await self._complete(conversation, history, question, speaker, budget)
+                completion = await self._complete(question, options, history, budget)
             except PromptTooLongError:
                 # Our estimate was too generous for this model: trim much harder, once.
-                completion = await self._complete(
-                    conversation, history, question, speaker, budget // 3
-                )
-            turn = Turn(question, completion.content, speaker)
+                completion = await self._complete(question, options, history, budget // 3)
             await self.store.append_turn(
-                conversation, turn, model=settings.model, usage=completion.usage
+                question.conversation,
+                Turn(question.stored_text(), completion.content, question.speaker),
+                model=self.model_for(options, question),
+                usage=completion.usage,
+                scope=question.scope,
             )
             return completion
 
     async def _complete(
-        self,
-        conversation: str,
-        history: list[Turn],
-        question: str,
-        speaker: Speaker | None,
-        budget: int,
+        self, question: Question, options: ChatOptions, history: list[Turn], budget: int
     ) -> Completion:
         settings = self.settings
+        system_prompt = options.persona or settings.system_prompt
+        if question.speaker is not None:
+            system_prompt += GROUP_NOTE
         messages = build_messages(
-            self._system_prompt(speaker),
+            system_prompt,
             history,
-            question,
-            speaker,
+            question.text or (IMAGE_ONLY_QUESTION if question.images else ""),
+            question.speaker,
+            images=question.images,
             max_turns=settings.history_turns,
             token_budget=budget,
         )
-        options = {"thinking": {"type": settings.thinking}} if settings.thinking else None
+        request_options: dict[str, Any] = {}
+        if settings.thinking:
+            request_options["thinking"] = {"type": settings.thinking}
+        if options.web_search:
+            request_options["tools"] = [WEB_SEARCH_TOOL]
         return await self.client.complete(
             messages,
-            model=settings.model,
+            model=self.model_for(options, question),
             mode=settings.call_mode,
-            options=options,
-            conversation=conversation,
+            options=request_options or None,
+            conversation=question.conversation,
         )
 
-    async def reset(self, conversation: str) -> int:
+    async def reset(self, conversation: str, *, with_members: bool = False) -> int:
         """Forget the conversation; waits for an answer in progress so it is not re-added."""
         async with self._locks.hold(conversation):
-            return await self.store.reset(conversation)
+            return await self.store.reset(conversation, with_members=with_members)
 
-    async def status(self, conversation: str) -> ConversationStatus:
+    async def status(self, conversation: str, chat: str | None = None) -> ConversationStatus:
         settings = self.settings
+        options = await self.options(chat or conversation)
         history = await self.store.recent(conversation, settings.history_turns)
         return ConversationStatus(
-            model=settings.model,
+            model=self.model_for(options),
             call_mode=settings.call_mode,
             turns=await self.store.count(conversation),
             tokens=history_tokens(history),

@@ -1,24 +1,28 @@
-"""``/glm <subcommand>`` and its aliases: a table of subcommands, each with who may run it."""
+"""``/glm <subcommand>`` and its alias ``/重置对话``: a table of subcommands, each with who may
+run it."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import date, timedelta
 from enum import Enum
 
 from nonebot import on_command
-from nonebot.adapters.onebot.v11 import Bot, Message, MessageEvent
+from nonebot.adapters.onebot.v11 import GroupMessageEvent, Message, MessageEvent
 from nonebot.params import Command, CommandArg
 from nonebot.typing import T_State
 
-from .events import conversation_of, is_admin, is_superuser, reply_to
+from .events import chat_of, conversation_of, is_admin, is_superuser, reply_to
+from .models import ChatOptions
 from .ordering import in_turn
 from .runtime import Services, get_services
 from .stats import WindowSummary
 
 REFUSAL = "只有群主、管理员或机器人主人可以这样做。"
 SUPERUSER_REFUSAL = "只有机器人主人可以这样做。"
+PERSONA_LIMIT = 2000
 
 
 class Role(Enum):
@@ -33,14 +37,22 @@ class Role(Enum):
 class Request:
     """A subcommand call: who asked, where, with what argument."""
 
-    bot: Bot
     event: MessageEvent
     services: Services
     argument: str
 
     @property
-    def conversation(self) -> str:
-        return conversation_of(self.event)[0]
+    def chat(self) -> str:
+        return chat_of(self.event)
+
+    async def options(self) -> ChatOptions:
+        return await self.services.chat.options(self.chat)
+
+    async def conversation(self) -> str:
+        return conversation_of(self.event, (await self.options()).personal)[0]
+
+    async def update(self, **changes: object) -> ChatOptions:
+        return await self.services.chat.update_options(self.chat, **changes)
 
 
 Handler = Callable[[Request], Awaitable[str]]
@@ -51,44 +63,167 @@ class Subcommand:
     name: str
     usage: str
     summary: str
-    role: Role
-    run: Handler
+    role: Role  # who may run it at all
+    change_role: Role | None = None  # with an argument, who may (None: same as role)
+    run: Handler | None = None
 
 
 SUBCOMMANDS: dict[str, Subcommand] = {}
 
 
-def subcommand(name: str, usage: str, summary: str, role: Role = Role.ANYONE):
+def subcommand(
+    name: str, usage: str, summary: str, role: Role = Role.ANYONE, change_role: Role | None = None
+):
     """Register ``run`` as ``/glm <name>``."""
 
     def register(run: Handler) -> Handler:
-        SUBCOMMANDS[name] = Subcommand(name, usage, summary, role, run)
+        SUBCOMMANDS[name] = Subcommand(name, usage, summary, role, change_role, run)
         return run
 
     return register
 
 
-async def _allowed(role: Role, bot: Bot, event: MessageEvent) -> bool:
+def allowed(role: Role, event: MessageEvent) -> bool:
     if role is Role.ANYONE:
         return True
     if role is Role.ADMIN:
-        return await is_admin(bot, event)
-    return await is_superuser(bot, event)
+        return is_admin(event)
+    return is_superuser(event)
 
 
-@subcommand("reset", "/glm reset", "清空本会话的上下文（别名 /重置对话）", Role.ADMIN)
+def _on_off(argument: str) -> bool | None:
+    return {"on": True, "开": True, "off": False, "关": False}.get(argument.lower())
+
+
+@subcommand(
+    "reset",
+    "/glm reset [all]",
+    "清空本会话的上下文（别名 /重置对话；全群共用上下文时需管理员）",
+    Role.ANYONE,
+)
 async def _reset(request: Request) -> str:
-    removed = await request.services.chat.reset(request.conversation)
+    # Shared context: admins only. Personal mode: everyone their own; admins "all" for everyone.
+    options = await request.options()
+    everyone = request.argument.lower() == "all"
+    if (everyone or not options.personal) and not allowed(Role.ADMIN, request.event):
+        return REFUSAL
+    if everyone:
+        removed = await request.services.chat.reset(request.chat, with_members=True)
+    else:
+        removed = await request.services.chat.reset(await request.conversation())
     return f"上下文已清空（忘掉了 {removed} 轮对话）。" if removed else "上下文本来就是空的。"
 
 
 @subcommand("status", "/glm status", "查看模型、已记住的轮数和估计的 token 数")
 async def _status(request: Request) -> str:
-    status = await request.services.chat.status(request.conversation)
+    status = await request.services.chat.status(await request.conversation(), request.chat)
     return (
         f"模型：{status.model}（{status.call_mode} 模式）\n"
         f"已记住 {status.turns} 轮对话，最近的上下文约 {status.tokens} tokens"
     )
+
+
+@subcommand(
+    "persona",
+    "/glm persona [内容|clear]",
+    "查看或设置本群的人设（系统提示词）",
+    Role.ANYONE,
+    change_role=Role.ADMIN,
+)
+async def _persona(request: Request) -> str:
+    argument = request.argument
+    if not argument:
+        persona = (await request.options()).persona
+        default = request.services.chat.settings.system_prompt
+        return f"当前人设：{persona}" if persona else f"当前人设（默认）：{default}"
+    if argument.lower() == "clear":
+        await request.update(persona=None)
+        return "人设已恢复默认。"
+    if len(argument) > PERSONA_LIMIT:
+        return f"人设太长了（{len(argument)} 字），请控制在 {PERSONA_LIMIT} 字以内。"
+    await request.update(persona=argument)
+    return "人设已更新，之后的对话都会用它。"
+
+
+@subcommand(
+    "model",
+    "/glm model [模型名|default]",
+    "查看或切换本会话的模型",
+    Role.ANYONE,
+    change_role=Role.SUPERUSER,
+)
+async def _model(request: Request) -> str:
+    chat = request.services.chat
+    if not request.argument:
+        return f"当前模型：{chat.model_for(await request.options())}"
+    name = request.argument.split()[0]
+    if name.lower() == "default":
+        await request.update(model=None)
+        return f"模型已恢复默认：{chat.settings.model}"
+    await request.update(model=name)
+    return f"模型已切换为 {name}。（名称不对的话，下次提问时会提示。）"
+
+
+@subcommand("mode", "/glm mode shared|personal", "本群共用一个上下文，或每人一个", Role.ADMIN)
+async def _mode(request: Request) -> str:
+    if not isinstance(request.event, GroupMessageEvent):
+        return "私聊本来就是你自己的上下文。"
+    choice = request.argument.lower()
+    if choice not in ("shared", "personal"):
+        current = "personal" if (await request.options()).personal else "shared"
+        return f"当前模式：{current}。用 /glm mode shared 或 /glm mode personal 切换。"
+    await request.update(personal=choice == "personal")
+    if choice == "personal":
+        return "已切换为每人一个上下文：每位成员只看到自己和我的对话。"
+    return "已切换为全群共用一个上下文。"
+
+
+@subcommand("on", "/glm on", "在本群开启回答", Role.ADMIN)
+async def _on(request: Request) -> str:
+    await request.update(enabled=True)
+    return "好的，我回来了。"
+
+
+@subcommand("off", "/glm off", "在本群关闭回答（命令仍可用）", Role.ADMIN)
+async def _off(request: Request) -> str:
+    await request.update(enabled=False)
+    return "好的，我先不说话了，/glm on 可以叫我回来。"
+
+
+@subcommand("search", "/glm search on|off", "开关联网搜索，回答后列出来源", Role.ADMIN)
+async def _search(request: Request) -> str:
+    choice = _on_off(request.argument)
+    if choice is None:
+        state = "开" if (await request.options()).web_search else "关"
+        return f"联网搜索现在是{state}的。用 /glm search on 或 /glm search off 切换。"
+    await request.update(web_search=choice)
+    return "联网搜索已开启，回答会附上来源。" if choice else "联网搜索已关闭。"
+
+
+@subcommand("usage", "/glm usage", "本群今天和近 7 天用掉的 token")
+async def _usage(request: Request) -> str:
+    store = request.services.chat.store
+    today = date.today()
+    since = (today - timedelta(days=6)).isoformat()
+    if is_superuser(request.event) and request.argument.lower() != "here":
+        rows = await store.usage_since(since)
+        totals: dict[str, list[int]] = {}
+        for scope, day, tokens in rows:
+            entry = totals.setdefault(scope, [0, 0])
+            entry[0] += tokens if day == today.isoformat() else 0
+            entry[1] += tokens
+        if not totals:
+            return "近 7 天还没有用量。"
+        lines = ["近 7 天用量（今天 / 7 天，tokens）："]
+        for scope, (day_total, week_total) in sorted(totals.items(), key=lambda i: -i[1][1]):
+            lines.append(f"{scope}：{day_total} / {week_total}")
+        return "\n".join(lines[:21])
+    rows = await store.usage_since(since, request.chat)
+    week = sum(tokens for _, _, tokens in rows)
+    day_total = sum(tokens for _, day, tokens in rows if day == today.isoformat())
+    limit = request.services.config.glm_daily_tokens
+    quota = f"（每日上限 {limit}）" if limit and request.chat.startswith("group:") else ""
+    return f"今天用了 {day_total} tokens{quota}，近 7 天共 {week} tokens。"
 
 
 def _window_lines(title: str, window: WindowSummary) -> list[str]:
@@ -120,19 +255,27 @@ async def _stats(request: Request) -> str:
 async def _help(request: Request) -> str:
     lines = ["群里@我或回复我的消息即可提问，私聊直接发消息。可用命令："]
     for command in SUBCOMMANDS.values():
-        if await _allowed(command.role, request.bot, request.event):
+        if allowed(command.change_role or command.role, request.event):
             lines.append(f"{command.usage} — {command.summary}")
+        elif allowed(command.role, request.event):  # may look, not change
+            who = _WHO_CHANGES[command.change_role or command.role]
+            lines.append(f"/glm {command.name} — {command.summary}（修改需{who}）")
     return "\n".join(lines)
 
 
-async def run_subcommand(bot: Bot, event: MessageEvent, name: str, argument: str) -> str:
+_WHO_CHANGES = {Role.ADMIN: "管理员", Role.SUPERUSER: "机器人主人", Role.ANYONE: ""}
+
+
+async def run_subcommand(event: MessageEvent, name: str, argument: str) -> str:
     """The reply to ``/glm name argument``: a refusal, the result, or the help."""
     command = SUBCOMMANDS.get(name.lower())
     if command is None:
         command, argument = SUBCOMMANDS["help"], ""
-    if not await _allowed(command.role, bot, event):
-        return SUPERUSER_REFUSAL if command.role is Role.SUPERUSER else REFUSAL
-    return await command.run(Request(bot, event, get_services(), argument))
+    role = command.change_role if argument and command.change_role else command.role
+    if not allowed(role, event):
+        return SUPERUSER_REFUSAL if role is Role.SUPERUSER else REFUSAL
+    assert command.run is not None
+    return await command.run(Request(event, get_services(), argument))
 
 
 glm = on_command("glm", aliases={"重置对话"}, priority=20, block=True, force_whitespace=True)
@@ -140,7 +283,6 @@ glm = on_command("glm", aliases={"重置对话"}, priority=20, block=True, force
 
 @glm.handle()
 async def _glm(
-    bot: Bot,
     event: MessageEvent,
     state: T_State,
     command: tuple[str, ...] = Command(),
@@ -150,6 +292,9 @@ async def _glm(
         name, argument = "reset", ""
     else:
         name, _, argument = args.extract_plain_text().strip().partition(" ")
+    allow_list = get_services().config.glm_groups
+    if isinstance(event, GroupMessageEvent) and allow_list and event.group_id not in allow_list:
+        return
     async with in_turn(state):
-        reply = await run_subcommand(bot, event, name or "help", argument.strip())
+        reply = await run_subcommand(event, name or "help", argument.strip())
     await glm.finish(reply_to(event, reply))

@@ -5,24 +5,20 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from nonebot import get_driver
 from nonebot.adapters.onebot.v11 import (
-    Bot,
     GroupMessageEvent,
     Message,
     MessageEvent,
     MessageSegment,
 )
-from nonebot.adapters.onebot.v11.permission import GROUP_ADMIN, GROUP_OWNER
 from nonebot.consts import CMD_ARG_KEY, CMD_KEY, CMD_WHITESPACE_KEY, PREFIX_KEY
-from nonebot.permission import SUPERUSER
 
-from .chat import group_key, private_key
+from .chat import group_key, member_key, private_key
 from .models import Speaker
 
 _NAME_LIMIT = 24
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
-
-_ADMIN = SUPERUSER | GROUP_ADMIN | GROUP_OWNER
 
 
 def is_command(state: dict[str, Any]) -> bool:
@@ -64,11 +60,38 @@ def speaker_of(event: MessageEvent) -> Speaker:
     return Speaker(str(event.user_id), name)
 
 
-def conversation_of(event: MessageEvent) -> tuple[str, Speaker | None]:
-    """The conversation key, and the speaker label where several people share it."""
+def chat_of(event: MessageEvent) -> str:
+    """The chat a message belongs to: its settings and usage are kept under this key."""
     if isinstance(event, GroupMessageEvent):
-        return group_key(event.group_id), speaker_of(event)
-    return private_key(event.user_id), None
+        return group_key(event.group_id)
+    return private_key(event.user_id)
+
+
+def conversation_of(event: MessageEvent, personal: bool = False) -> tuple[str, Speaker | None]:
+    """The conversation key, and the speaker label where several people share it."""
+    if not isinstance(event, GroupMessageEvent):
+        return private_key(event.user_id), None
+    if personal:
+        return member_key(event.group_id, event.user_id), None
+    return group_key(event.group_id), speaker_of(event)
+
+
+def images_of(event: MessageEvent) -> tuple[str, ...]:
+    """Images in the message and in the message it replies to, as URLs (or base64 data)."""
+    found: list[str] = []
+    messages = [event.get_message()]
+    if event.reply is not None:
+        messages.append(event.reply.message)
+    for message in messages:
+        for segment in message:
+            if segment.type != "image":
+                continue
+            source = str(segment.data.get("url") or segment.data.get("file") or "")
+            if source.startswith(("http://", "https://")):
+                found.append(source)
+            elif source.startswith("base64://"):
+                found.append(source.removeprefix("base64://"))
+    return tuple(found)
 
 
 def reply_to(event: MessageEvent, text: str, *, quote: bool = True) -> Message:
@@ -79,12 +102,15 @@ def reply_to(event: MessageEvent, text: str, *, quote: bool = True) -> Message:
     return message
 
 
-async def is_admin(bot: Bot, event: MessageEvent) -> bool:
+def is_superuser(event: MessageEvent) -> bool:
+    """A SUPERUSER (listed as ``12345`` or ``onebot:12345``)."""
+    superusers = get_driver().config.superusers
+    user = str(event.user_id)
+    return user in superusers or f"onebot:{user}" in superusers
+
+
+def is_admin(event: MessageEvent) -> bool:
     """Group owner or admin, or a SUPERUSER; in private chat, the user owns the conversation."""
     if not isinstance(event, GroupMessageEvent):
         return True
-    return await _ADMIN(bot, event)
-
-
-async def is_superuser(bot: Bot, event: MessageEvent) -> bool:
-    return await SUPERUSER(bot, event)
+    return event.sender.role in ("owner", "admin") or is_superuser(event)

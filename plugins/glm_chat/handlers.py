@@ -7,21 +7,40 @@ should meet one matcher, not three (see benchmarks/cost.py).
 
 from __future__ import annotations
 
+from datetime import date
+
 from nonebot import on_message
-from nonebot.adapters.onebot.v11 import GroupMessageEvent, MessageEvent
+from nonebot.adapters.onebot.v11 import Bot, GroupMessageEvent, MessageEvent
 from nonebot.log import logger
 from nonebot.rule import Rule
 from nonebot.typing import T_State
 
-from .errors import GLMError, user_message
-from .events import conversation_of, is_command, mentions, question_text, reply_to
+from .chat import Question
+from .completion import Completion
+from .cooldown import Cooldown, Verdict
+from .delivery import deliver
+from .errors import GLMError, ModelNotFoundError, user_message
+from .events import (
+    chat_of,
+    conversation_of,
+    images_of,
+    is_admin,
+    is_command,
+    mentions,
+    question_text,
+    reply_to,
+)
 from .ordering import in_turn, pass_by
-from .render import markdown_to_text, split_text
-from .runtime import get_services
+from .render import markdown_to_text
+from .runtime import Services, get_services
 
 EMPTY_HINT = "有什么想问的？在@我的同一条消息里写上问题就好。"
 TRUNCATED_NOTE = "（消息太长，只读了前 {limit} 个字。）"
 UNEXPECTED_ERROR = "出了点意外，没能回答，请稍后再试。"
+COOLDOWN_NOTE = "慢一点哦，{seconds} 秒后再问吧。"
+QUOTA_NOTE = "本群今天的 token 额度（{limit}）用完了，明天再来吧。"
+UNKNOWN_MODEL = "模型 {model} 不存在（平台错误 1211），请机器人主人用 /glm model 换一个。"
+MAX_SOURCES = 3
 
 
 def _wants_an_answer(event: MessageEvent, state: T_State) -> bool:
@@ -29,10 +48,13 @@ def _wants_an_answer(event: MessageEvent, state: T_State) -> bool:
         return False
     if event.user_id == event.self_id:
         return False
-    if str(event.user_id) in get_services().config.glm_ignore_users:
+    config = get_services().config
+    if str(event.user_id) in config.glm_ignore_users:
         return False
     if not isinstance(event, GroupMessageEvent):
         return True
+    if config.glm_groups and event.group_id not in config.glm_groups:
+        return False
     return event.to_me or mentions(event.get_message(), str(event.self_id))
 
 
@@ -46,29 +68,45 @@ async def _is_for_me(event: MessageEvent, state: T_State) -> bool:
 
 CHAT_PRIORITY = 10  # before the commands (20): see the module docstring
 chat = on_message(rule=Rule(_is_for_me), priority=CHAT_PRIORITY, block=True)
+_cooldown: Cooldown | None = None
+_quota_warned: dict[str, str] = {}  # chat -> the day it was told its quota is spent
 
 
 @chat.handle()
-async def answer(event: MessageEvent, state: T_State) -> None:
+async def answer(bot: Bot, event: MessageEvent, state: T_State) -> None:
     async with in_turn(state):
-        await _answer(event)
+        await _answer(bot, event)
 
 
-async def _answer(event: MessageEvent) -> None:
+async def _answer(bot: Bot, event: MessageEvent) -> None:
     services = get_services()
+    config = services.config
+    chat_key = chat_of(event)
+    options = await services.chat.options(chat_key)
+    if not options.enabled:
+        return
+    refusal = None if is_admin(event) else await _over_limit(services, event, chat_key)
+    if refusal is not None:
+        if refusal:  # empty: already told, stay quiet
+            await bot.send(event, reply_to(event, refusal))
+        return
+
+    images = images_of(event)
     question = question_text(event.get_message(), str(event.self_id))
-    if not question:
-        await chat.finish(reply_to(event, EMPTY_HINT))
-
+    if not question and not images:
+        await bot.send(event, reply_to(event, EMPTY_HINT))
+        return
     notes: list[str] = []
-    limit = services.config.glm_max_input_chars
-    if len(question) > limit:
-        question = question[:limit]
-        notes.append(TRUNCATED_NOTE.format(limit=limit))
+    if len(question) > config.glm_max_input_chars:
+        question = question[: config.glm_max_input_chars]
+        notes.append(TRUNCATED_NOTE.format(limit=config.glm_max_input_chars))
 
-    conversation, speaker = conversation_of(event)
+    conversation, speaker = conversation_of(event, options.personal)
+    asked = Question(conversation, question, speaker, chat_key, images)
     try:
-        completion = await services.chat.ask(conversation, question, speaker)
+        completion = await services.chat.ask(asked)
+    except ModelNotFoundError:
+        text = UNKNOWN_MODEL.format(model=services.chat.model_for(options, asked))
     except GLMError as error:
         logger.warning(f"glm-chat: no answer for {conversation}: {type(error).__name__}: {error}")
         text = user_message(error)
@@ -76,8 +114,39 @@ async def _answer(event: MessageEvent) -> None:
         logger.opt(exception=error).error(f"glm-chat: unexpected failure in {conversation}")
         text = UNEXPECTED_ERROR
     else:
-        text = markdown_to_text(completion.content)
+        text = render_answer(completion)
+    await deliver(bot, event, "\n".join([*notes, text]), config.glm_forward_chars)
 
-    pieces = split_text("\n".join([*notes, text]))
-    for index, piece in enumerate(pieces):
-        await chat.send(reply_to(event, piece, quote=index == 0))
+
+async def _over_limit(services: Services, event: MessageEvent, chat_key: str) -> str | None:
+    """Why a member may not ask now ("" when they were already told), or None."""
+    config = services.config
+    global _cooldown
+    if config.glm_cooldown > 0:
+        if _cooldown is None:
+            _cooldown = Cooldown(config.glm_cooldown)
+        user = f"{chat_key}:{event.user_id}"
+        verdict = _cooldown.check(user)
+        if verdict is Verdict.WARN:
+            return COOLDOWN_NOTE.format(seconds=max(1, round(_cooldown.remaining(user))))
+        if verdict is Verdict.QUIET:
+            return ""
+    if config.glm_daily_tokens > 0 and isinstance(event, GroupMessageEvent):
+        today = date.today().isoformat()
+        if await services.chat.store.tokens_on(chat_key, today) >= config.glm_daily_tokens:
+            if _quota_warned.get(chat_key) == today:
+                return ""
+            _quota_warned[chat_key] = today
+            return QUOTA_NOTE.format(limit=config.glm_daily_tokens)
+    return None
+
+
+def render_answer(completion: Completion) -> str:
+    """The answer as QQ shows it, with up to three web search sources under it."""
+    text = markdown_to_text(completion.content)
+    found = [item for item in completion.web_search if item.get("link") or item.get("title")]
+    sources = [
+        f"{index}. {item.get('title') or item.get('media') or '来源'} {item.get('link', '')}"
+        for index, item in enumerate(found[:MAX_SOURCES], start=1)
+    ]
+    return text + ("\n\n参考来源：\n" + "\n".join(sources) if sources else "")

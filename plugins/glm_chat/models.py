@@ -23,3 +23,14 @@ class Turn:
     question: str
     answer: str
     speaker: Speaker | None = None
+
+
+@dataclass(frozen=True)
+class ChatOptions:
+    """What a chat's admins set: persona, model, mode, on/off, web search."""
+
+    persona: str | None = None  # None: GLM_SYSTEM_PROMPT
+    model: str | None = None  # None: GLM_MODEL
+    personal: bool = False  # each member has their own conversation in the group
+    enabled: bool = True
+    web_search: bool = False

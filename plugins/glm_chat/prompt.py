@@ -33,8 +33,26 @@ def _message(role: str, content: str) -> dict[str, Any]:
     return {"role": role, "content": content}
 
 
+# What an image costs the prompt, as far as our budget is concerned.
+IMAGE_TOKENS = 1000
+
+
 def _cost(message: dict[str, Any]) -> int:
-    return estimate_tokens(message["content"]) + MESSAGE_OVERHEAD
+    content = message["content"]
+    if isinstance(content, list):
+        text = " ".join(part.get("text", "") for part in content)
+        images = sum(1 for part in content if part.get("type") == "image_url")
+        return estimate_tokens(text) + images * IMAGE_TOKENS + MESSAGE_OVERHEAD
+    return estimate_tokens(content) + MESSAGE_OVERHEAD
+
+
+def user_content(text: str, images: Sequence[str] = ()) -> str | list[dict[str, Any]]:
+    """A user message's content: plain text, or text and ``image_url`` parts."""
+    if not images:
+        return text
+    parts: list[dict[str, Any]] = [{"type": "text", "text": text}]
+    parts += [{"type": "image_url", "image_url": {"url": url}} for url in images]
+    return parts
 
 
 def build_messages(
@@ -43,6 +61,7 @@ def build_messages(
     question: str,
     speaker: Speaker | None = None,
     *,
+    images: Sequence[str] = (),
     max_turns: int,
     token_budget: int,
 ) -> list[dict[str, Any]]:
@@ -51,7 +70,7 @@ def build_messages(
     (estimated). The list never opens with an assistant message and never holds empty text.
     """
     head = [_message("system", system_prompt)] if system_prompt.strip() else []
-    new = _message("user", labelled(question, speaker))
+    new = {"role": "user", "content": user_content(labelled(question, speaker), images)}
     budget = token_budget - sum(map(_cost, head)) - _cost(new)
 
     kept: list[list[dict[str, Any]]] = []

@@ -71,6 +71,7 @@ async def open_services(config: Config) -> Services:
     settings = ChatSettings(
         system_prompt=config.glm_system_prompt,
         model=config.glm_model,
+        vision_model=config.glm_vision_model,
         call_mode=config.glm_call_mode,
         history_turns=config.glm_history_turns,
         context_tokens=config.glm_context_tokens,

@@ -11,7 +11,7 @@ from pathlib import Path
 import aiosqlite
 
 from .completion import Usage
-from .models import Speaker, Turn
+from .models import ChatOptions, Speaker, Turn
 
 Migration = Callable[[aiosqlite.Connection], Awaitable[None]]
 
@@ -38,8 +38,58 @@ async def _create_turns(db: aiosqlite.Connection) -> None:
     )
 
 
+async def _add_settings_and_usage(db: aiosqlite.Connection) -> None:
+    # Per chat (a group or a private chat): what its admins set with /glm commands.
+    await db.execute(
+        """
+        CREATE TABLE chat_settings (
+            scope TEXT PRIMARY KEY,
+            persona TEXT,
+            model TEXT,
+            personal INTEGER NOT NULL DEFAULT 0,
+            enabled INTEGER NOT NULL DEFAULT 1,
+            web_search INTEGER NOT NULL DEFAULT 0
+        )
+        """
+    )
+    # Tokens per chat and local day, kept by a trigger: a turn and its usage are one statement.
+    await db.execute("ALTER TABLE turns ADD COLUMN scope TEXT")
+    await db.execute(
+        """
+        CREATE TABLE usage_daily (
+            scope TEXT NOT NULL,
+            day TEXT NOT NULL,
+            tokens INTEGER NOT NULL DEFAULT 0,
+            turns INTEGER NOT NULL DEFAULT 0,
+            PRIMARY KEY (scope, day)
+        ) WITHOUT ROWID
+        """
+    )
+    await db.execute(
+        """
+        CREATE TRIGGER turns_count_usage AFTER INSERT ON turns
+        BEGIN
+            INSERT INTO usage_daily (scope, day, tokens, turns)
+            VALUES (
+                COALESCE(NEW.scope, NEW.conversation),
+                date(NEW.created_at, 'unixepoch', 'localtime'),
+                NEW.prompt_tokens + NEW.completion_tokens,
+                1
+            )
+            ON CONFLICT (scope, day) DO UPDATE
+            SET tokens = tokens + excluded.tokens, turns = turns + 1;
+        END
+        """
+    )
+    await db.execute(
+        "INSERT INTO usage_daily (scope, day, tokens, turns)"
+        " SELECT conversation, date(created_at, 'unixepoch', 'localtime'),"
+        " SUM(prompt_tokens + completion_tokens), COUNT(*) FROM turns GROUP BY 1, 2"
+    )
+
+
 # Append only: the schema's version is the number of migrations applied (PRAGMA user_version).
-MIGRATIONS: list[Migration] = [_create_turns]
+MIGRATIONS: list[Migration] = [_create_turns, _add_settings_and_usage]
 
 
 class SchemaTooNewError(RuntimeError):
@@ -105,16 +155,23 @@ class ContextStore:
                 await db.execute(f"PRAGMA user_version = {version}")
 
     async def append_turn(
-        self, conversation: str, turn: Turn, *, model: str = "", usage: Usage | None = None
+        self,
+        conversation: str,
+        turn: Turn,
+        *,
+        model: str = "",
+        usage: Usage | None = None,
+        scope: str | None = None,
     ) -> None:
-        """Store a whole turn: one statement, so one atomic write."""
+        """Store a whole turn, and count its tokens for ``scope`` (default: the conversation):
+        one statement, so one atomic write."""
         usage = usage or Usage()
         speaker = turn.speaker
         await self._db.execute(
             "INSERT INTO turns (conversation, seq, speaker_id, speaker_name, question, answer,"
-            " model, prompt_tokens, completion_tokens, created_at)"
+            " model, prompt_tokens, completion_tokens, created_at, scope)"
             " VALUES (?1, (SELECT IFNULL(MAX(seq), 0) + 1 FROM turns WHERE conversation = ?1),"
-            " ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            " ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
             (
                 conversation,
                 speaker.user_id if speaker else None,
@@ -125,6 +182,7 @@ class ContextStore:
                 usage.prompt_tokens,
                 usage.completion_tokens,
                 time.time(),
+                scope,
             ),
         )
 
@@ -149,7 +207,56 @@ class ContextStore:
         )
         return int(next(iter(rows))[0])
 
-    async def reset(self, conversation: str) -> int:
-        """Forget a conversation's turns; returns how many were removed."""
-        cursor = await self._db.execute("DELETE FROM turns WHERE conversation = ?", (conversation,))
+    async def reset(self, conversation: str, *, with_members: bool = False) -> int:
+        """Forget a conversation's turns (``with_members``: and its members' personal ones);
+        returns how many were removed."""
+        sql = "DELETE FROM turns WHERE conversation = ?1"
+        if with_members:
+            sql += " OR (conversation > ?1 || ':' AND conversation < ?1 || ';')"
+        cursor = await self._db.execute(sql, (conversation,))
         return cursor.rowcount
+
+    async def options(self, scope: str) -> ChatOptions:
+        """What a chat's admins have set (defaults where nothing is)."""
+        rows = await self._db.execute_fetchall(
+            "SELECT persona, model, personal, enabled, web_search FROM chat_settings"
+            " WHERE scope = ?",
+            (scope,),
+        )
+        for persona, model, personal, enabled, web_search in rows:
+            return ChatOptions(persona, model, bool(personal), bool(enabled), bool(web_search))
+        return ChatOptions()
+
+    async def save_options(self, scope: str, options: ChatOptions) -> None:
+        await self._db.execute(
+            "INSERT INTO chat_settings (scope, persona, model, personal, enabled, web_search)"
+            " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (scope) DO UPDATE SET"
+            " persona = excluded.persona, model = excluded.model,"
+            " personal = excluded.personal, enabled = excluded.enabled,"
+            " web_search = excluded.web_search",
+            (
+                scope,
+                options.persona,
+                options.model,
+                options.personal,
+                options.enabled,
+                options.web_search,
+            ),
+        )
+
+    async def tokens_on(self, scope: str, day: str) -> int:
+        """Tokens a chat spent on a local day (``YYYY-MM-DD``)."""
+        rows = await self._db.execute_fetchall(
+            "SELECT tokens FROM usage_daily WHERE scope = ? AND day = ?", (scope, day)
+        )
+        return next((int(tokens) for (tokens,) in rows), 0)
+
+    async def usage_since(self, day: str, scope: str | None = None) -> list[tuple[str, str, int]]:
+        """``(scope, day, tokens)`` from ``day`` on, for one chat or all, newest day first."""
+        sql = "SELECT scope, day, tokens FROM usage_daily WHERE day >= ?"
+        params: tuple[str, ...] = (day,)
+        if scope is not None:
+            sql += " AND scope = ?"
+            params += (scope,)
+        rows = await self._db.execute_fetchall(sql + " ORDER BY day DESC, tokens DESC", params)
+        return [(str(s), str(d), int(t)) for s, d, t in rows]
