@@ -18,27 +18,7 @@ from plugins.glm_chat.stats import CallStats
 from tests.conftest import API_KEY_SECRET, IGNORED_BOT_ID, SUPERUSER_ID
 from tests.support.events import SELF_ID, group_message, private_message
 from tests.support.fake_glm import Fault
-
-
-def quoted(event, text: str) -> Message:
-    return Message([MessageSegment.reply(event.message_id), MessageSegment.text(text)])
-
-
-def plain(text: str) -> Message:
-    return Message(MessageSegment.text(text))
-
-
-async def stored(conversation: str) -> list[Turn]:
-    return await get_services().chat.store.recent(conversation, 100)
-
-
-async def receive(app: App, event, *replies: Message) -> None:
-    """Deliver ``event`` to every matcher and expect exactly ``replies``, in order."""
-    async with app.test_matcher() as ctx:
-        bot = ctx.create_bot(base=Bot, self_id=str(SELF_ID))
-        ctx.receive_event(bot, event)
-        for reply in replies:
-            ctx.should_call_send(event, reply, result={"message_id": 1})
+from tests.support.matching import plain, quoted, receive, seed, stored
 
 
 async def test_mention_gets_a_quoted_answer_that_saw_the_speaker(app: App, fake_glm):
@@ -238,10 +218,6 @@ def _sentence_containing(fragment: str) -> str:
 
 
 # --- commands -----------------------------------------------------------------------------
-
-
-async def seed(conversation: str) -> None:
-    await get_services().chat.store.append_turn(conversation, Turn("旧问题", "旧回答"))
 
 
 async def test_member_reset_is_refused_and_changes_nothing(app: App, fake_glm):

@@ -92,3 +92,42 @@ async def test_a_failed_write_leaves_nothing_behind(tmp_db: Path):
         assert await store.count("group:1") == 1
     finally:
         await store.close()
+
+
+async def test_a_v1_database_is_migrated_and_its_usage_counted(tmp_db: Path, monkeypatch):
+    from plugins.glm_chat import store as store_module
+
+    monkeypatch.setattr(store_module, "MIGRATIONS", MIGRATIONS[:1])
+    await (await ContextStore.open(tmp_db)).close()
+    with sqlite3.connect(tmp_db) as db:  # a turn as version 1 wrote it
+        db.execute(
+            "INSERT INTO turns (conversation, seq, speaker_id, speaker_name, question, answer,"
+            " prompt_tokens, completion_tokens, created_at)"
+            " VALUES ('group:1', 1, '1001', 'Alice', '旧的', '回答', 30, 12, strftime('%s'))"
+        )
+
+    monkeypatch.setattr(store_module, "MIGRATIONS", MIGRATIONS)
+    store = await ContextStore.open(tmp_db)
+    try:
+        assert await store.schema_version() == 2
+        assert await store.recent("group:1", 5) == [Turn("旧的", "回答", ALICE)]
+        (row,) = await store.usage_since("2000-01-01")
+        assert row[0] == "group:1" and row[2] == 42
+        # New turns count towards their chat's usage, in the same statement.
+        await store.append_turn("group:1:7", Turn("q", "a"), usage=Usage(5, 5, 10), scope="group:1")
+        assert await store.tokens_on("group:1", row[1]) == 52
+    finally:
+        await store.close()
+
+
+async def test_chat_options_are_saved(tmp_db: Path):
+    from plugins.glm_chat.models import ChatOptions
+
+    store = await ContextStore.open(tmp_db)
+    try:
+        assert await store.options("group:9") == ChatOptions()
+        wanted = ChatOptions(persona="猫", model="glm-4-plus", personal=True, web_search=True)
+        await store.save_options("group:9", wanted)
+        assert await store.options("group:9") == wanted
+    finally:
+        await store.close()

@@ -224,8 +224,9 @@ class FakeGLM:
             ]
             if fault is not None and fault.kind == "sse_error":
                 pieces = pieces[: max(1, len(pieces) // 2)]
-            for piece in pieces:
+            for index, piece in enumerate(pieces):
                 frame = {
+                    **({"web_search": SEARCH_RESULTS} if index == 0 and searched(body) else {}),
                     "id": chunk_id,
                     "created": int(time.time()),
                     "model": body.get("model"),
@@ -298,6 +299,25 @@ class FakeGLM:
         return JSONResponse({**completion_body(body, text), "task_status": "SUCCESS"})
 
 
+SEARCH_RESULTS = [
+    {
+        "title": f"搜索结果{i}",
+        "link": f"https://news.example/{i}",
+        "media": "示例网",
+        "refer": f"ref_{i}",
+    }
+    for i in range(1, 5)
+]
+
+
+def searched(body: dict[str, Any]) -> bool:
+    """Whether the request enabled the web_search tool."""
+    return any(
+        tool.get("type") == "web_search" and tool.get("web_search", {}).get("enable")
+        for tool in body.get("tools") or []
+    )
+
+
 def usage_of(body: dict[str, Any], text: str) -> dict[str, int]:
     prompt = sum(len(str(m.get("content", ""))) for m in body.get("messages", []))
     return {
@@ -308,7 +328,9 @@ def usage_of(body: dict[str, Any], text: str) -> dict[str, int]:
 
 
 def completion_body(body: dict[str, Any], text: str, finish_reason: str = "stop") -> dict[str, Any]:
+    extra = {"web_search": SEARCH_RESULTS} if searched(body) else {}
     return {
+        **extra,
         "id": f"chatcmpl-{uuid.uuid4().hex[:12]}",
         "created": int(time.time()),
         "model": body.get("model"),
