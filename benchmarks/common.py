@@ -12,7 +12,7 @@ from datetime import date
 from pathlib import Path
 
 from tests.support.bot_process import RunningBot
-from tests.support.fake_glm import FakeGLM, serve
+from tests.support.fake_glm import FakeGLM, served
 
 KEY_ID, KEY_SECRET = "benchkeyid", "bench-secret"
 SELF_ID = 900002
@@ -23,11 +23,8 @@ ECHO_BOT = "benchmarks/echo_bot/bot.py"
 @contextmanager
 def fake_glm(latency: float = 0.0, max_in_flight: int = 0) -> Iterator[tuple[FakeGLM, str]]:
     fake = FakeGLM(keys={KEY_ID: KEY_SECRET}, latency=latency, max_in_flight=max_in_flight)
-    server, base_url = serve(fake)
-    try:
+    with served(fake) as base_url:
         yield fake, base_url
-    finally:
-        server.stop()
 
 
 @contextmanager

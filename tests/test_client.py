@@ -24,7 +24,7 @@ from plugins.glm_chat.errors import (
     error_for,
     user_message,
 )
-from tests.support.fake_glm import FakeGLM, Fault, serve
+from tests.support.fake_glm import FakeGLM, Fault, served
 
 KEY = "clientid.clientsecret"
 MESSAGES = [{"role": "user", "content": "你好"}]
@@ -33,17 +33,13 @@ MESSAGES = [{"role": "user", "content": "你好"}]
 @pytest.fixture(scope="module")
 def server() -> Iterator[tuple[FakeGLM, str]]:
     fake = FakeGLM(keys={"clientid": "clientsecret", "other": "othersecret"}, raw_keys={"raw-key"})
-    thread, base_url = serve(fake)
-    yield fake, base_url
-    thread.stop()
+    with served(fake) as base_url:
+        yield fake, base_url
 
 
 @pytest.fixture
 def fake(server) -> FakeGLM:
-    fake = server[0]
-    fake.clear()
-    fake.latency, fake.max_in_flight = 0.0, 0
-    return fake
+    return server[0].reset()
 
 
 def make_client(base_url: str, keys=(KEY,), mode="jwt", **kwargs) -> GLMClient:

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.fake_glm import FakeGLM, serve
+from tests.support.fake_glm import FakeGLM, served
 
 KEY_ID, KEY_SECRET = "e2ekeyid", "e2e-secret-never-logged"
 SELF_ID = 900001
@@ -16,17 +16,13 @@ SUPERUSER = 10000
 @pytest.fixture(scope="package")
 def glm() -> Iterator[tuple[FakeGLM, str]]:
     fake = FakeGLM(keys={KEY_ID: KEY_SECRET})
-    thread, base_url = serve(fake)
-    yield fake, base_url
-    thread.stop()
+    with served(fake) as base_url:
+        yield fake, base_url
 
 
 @pytest.fixture
 def fake(glm) -> FakeGLM:
-    fake = glm[0]
-    fake.clear()
-    fake.latency, fake.max_in_flight = 0.0, 0
-    return fake
+    return glm[0].reset()
 
 
 @pytest.fixture

@@ -17,7 +17,8 @@ import time
 import uuid
 import warnings
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -109,6 +110,12 @@ class FakeGLM:
         """The chat requests received (sync, stream and async creations)."""
         with self._lock:
             return [r for r in self.requests if r.path.endswith("chat/completions")]
+
+    def reset(self) -> FakeGLM:
+        """Back to a prompt server with no limit and nothing received or scripted."""
+        self.clear()
+        self.latency, self.max_in_flight = 0.0, 0
+        return self
 
     def clear(self) -> None:
         """Forget what was received and scripted, after requests still running have ended."""
@@ -403,3 +410,13 @@ def serve(fake: FakeGLM) -> tuple[ServerThread, str]:
     """Start ``fake``; returns the running thread and its ``GLM_BASE_URL``."""
     server = ServerThread(fake.app()).start()
     return server, f"http://127.0.0.1:{server.port}{BASE_PATH}"
+
+
+@contextmanager
+def served(fake: FakeGLM) -> Iterator[str]:
+    """``with served(fake) as base_url``: the server runs for the block."""
+    server, base_url = serve(fake)
+    try:
+        yield base_url
+    finally:
+        server.stop()
