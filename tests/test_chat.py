@@ -93,3 +93,14 @@ async def test_reset_and_status(service):
     assert status.tokens > 0
     assert await service.reset("group:6") == 1
     assert (await service.status("group:6")).turns == 0
+
+
+async def test_options_are_cached_within_a_bound(service, monkeypatch):
+    from plugins.glm_chat import chat as chat_module
+
+    monkeypatch.setattr(chat_module, "OPTIONS_CACHED", 3)
+    await service.update_options("group:1", persona="猫")
+    for group in range(2, 6):
+        await service.options(f"group:{group}")
+    assert len(service._options) == 3
+    assert (await service.options("group:1")).persona == "猫"  # read back from the store

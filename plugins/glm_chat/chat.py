@@ -15,6 +15,7 @@ from .prompt import GROUP_NOTE, build_messages, history_tokens
 from .store import ContextStore
 
 IMAGE_PLACEHOLDER = "[图片]"
+OPTIONS_CACHED = 4096  # chats whose settings stay in memory; the oldest read is dropped
 IMAGE_ONLY_QUESTION = "请看看这张图片。"
 WEB_SEARCH_TOOL = {"type": "web_search", "web_search": {"enable": True, "search_result": True}}
 
@@ -81,13 +82,16 @@ class ChatService:
         self.client = client
         self.settings = settings
         self._locks = KeyedLocks()
-        self._options: dict[str, ChatOptions] = {}  # one entry per chat that ever spoke
+        self._options: dict[str, ChatOptions] = {}  # insertion order: oldest first
 
     async def options(self, chat: str) -> ChatOptions:
         """A chat's settings (cached: read once, written through)."""
         options = self._options.get(chat)
         if options is None:
-            options = self._options[chat] = await self.store.options(chat)
+            options = await self.store.options(chat)
+            if len(self._options) >= OPTIONS_CACHED:
+                del self._options[next(iter(self._options))]
+            self._options[chat] = options
         return options
 
     async def update_options(self, chat: str, **changes: Any) -> ChatOptions:
