@@ -6,7 +6,6 @@ from datetime import date, timedelta
 import pytest
 from nonebug import App
 
-from plugins.glm_chat import handlers
 from plugins.glm_chat.chat import Question
 from plugins.glm_chat.config import DEFAULT_SYSTEM_PROMPT
 from plugins.glm_chat.models import Speaker
@@ -141,7 +140,6 @@ async def test_cooldown_warns_once_then_stays_quiet_and_spares_admins(
     app: App, fake_glm, group, monkeypatch
 ):
     configure(monkeypatch, glm_cooldown=600)
-    monkeypatch.setattr(handlers, "_cooldown", None)
     await mention(app, group, "第一问", "回声#2：小明(42): 第一问")
     second = group_message("第二问", group_id=group)
     await receive(app, second, quoted(second, "慢一点哦，600 秒后再问吧。"))

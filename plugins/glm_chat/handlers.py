@@ -17,7 +17,6 @@ from nonebot.typing import T_State
 
 from .chat import Question
 from .completion import Completion
-from .cooldown import Cooldown, Verdict
 from .delivery import deliver
 from .errors import GLMError, ModelNotFoundError, user_message
 from .events import (
@@ -30,6 +29,7 @@ from .events import (
     question_text,
     reply_to,
 )
+from .limits import Verdict
 from .ordering import in_turn, pass_by
 from .render import markdown_to_text
 from .runtime import Services, get_services
@@ -68,8 +68,6 @@ async def _is_for_me(event: MessageEvent, state: T_State) -> bool:
 
 CHAT_PRIORITY = 10  # before the commands (20): see the module docstring
 chat = on_message(rule=Rule(_is_for_me), priority=CHAT_PRIORITY, block=True)
-_cooldown: Cooldown | None = None
-_quota_warned: dict[str, str] = {}  # chat -> the day it was told its quota is spent
 
 
 @chat.handle()
@@ -85,16 +83,15 @@ async def _answer(bot: Bot, event: MessageEvent) -> None:
     options = await services.chat.options(chat_key)
     if not options.enabled:
         return
-    refusal = None if is_admin(event) else await _over_limit(services, event, chat_key)
-    if refusal is not None:
-        if refusal:  # empty: already told, stay quiet
-            await bot.send(event, reply_to(event, refusal))
-        return
-
     images = images_of(event)
     question = question_text(event.get_message(), str(event.self_id))
     if not question and not images:
         await bot.send(event, reply_to(event, EMPTY_HINT))
+        return
+    refusal = None if is_admin(event) else await _over_limit(services, event, chat_key)
+    if refusal is not None:
+        if refusal:  # empty: already told, stay quiet
+            await bot.send(event, reply_to(event, refusal))
         return
     notes: list[str] = []
     if len(question) > config.glm_max_input_chars:
@@ -121,22 +118,20 @@ async def _answer(bot: Bot, event: MessageEvent) -> None:
 async def _over_limit(services: Services, event: MessageEvent, chat_key: str) -> str | None:
     """Why a member may not ask now ("" when they were already told), or None."""
     config = services.config
-    global _cooldown
-    if config.glm_cooldown > 0:
-        if _cooldown is None:
-            _cooldown = Cooldown(config.glm_cooldown)
+    window = config.glm_cooldown
+    if window > 0:
         user = f"{chat_key}:{event.user_id}"
-        verdict = _cooldown.check(user)
+        verdict = services.cooldown.check(user, window)
         if verdict is Verdict.WARN:
-            return COOLDOWN_NOTE.format(seconds=max(1, round(_cooldown.remaining(user))))
+            wait = services.cooldown.remaining(user, window)
+            return COOLDOWN_NOTE.format(seconds=max(1, round(wait)))
         if verdict is Verdict.QUIET:
             return ""
     if config.glm_daily_tokens > 0 and isinstance(event, GroupMessageEvent):
         today = date.today().isoformat()
         if await services.chat.store.tokens_on(chat_key, today) >= config.glm_daily_tokens:
-            if _quota_warned.get(chat_key) == today:
+            if not services.quota_notices.first_today(chat_key):
                 return ""
-            _quota_warned[chat_key] = today
             return QUOTA_NOTE.format(limit=config.glm_daily_tokens)
     return None
 

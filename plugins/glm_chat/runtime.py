@@ -10,6 +10,7 @@ from .auth import KeyPool
 from .chat import ChatService, ChatSettings
 from .client import CallRecord, GLMClient
 from .config import Config
+from .limits import Cooldown, OncePerDay
 from .stats import CallStats
 from .store import ContextStore
 
@@ -21,6 +22,8 @@ class Services:
     config: Config
     chat: ChatService
     stats: CallStats
+    cooldown: Cooldown
+    quota_notices: OncePerDay
 
 
 _services: Services | None = None
@@ -77,7 +80,13 @@ async def open_services(config: Config) -> Services:
         context_tokens=config.glm_context_tokens,
         thinking=config.glm_thinking,
     )
-    _services = Services(config, ChatService(store, client, settings), stats)
+    _services = Services(
+        config,
+        ChatService(store, client, settings),
+        stats,
+        Cooldown(),
+        OncePerDay(),
+    )
     logger.info(
         f"glm-chat ready: model={settings.model} mode={settings.call_mode}"
         f" db={config.glm_db_path} keys={len(keys)}"
