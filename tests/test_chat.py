@@ -104,3 +104,19 @@ async def test_options_are_cached_within_a_bound(service, monkeypatch):
         await service.options(f"group:{group}")
     assert len(service._options) == 3
     assert (await service.options("group:1")).persona == "猫"  # read back from the store
+
+
+async def test_thinking_and_web_search_go_into_the_request(tmp_db, fake_glm, glm_base_url):
+    client = GLMClient(KeyPool([f"{API_KEY_ID}.{API_KEY_SECRET}"], "jwt"), base_url=glm_base_url)
+    store = await ContextStore.open(tmp_db)
+    settings = ChatSettings(system_prompt="p", model="glm-4.5", thinking="disabled")
+    service = ChatService(store, client, settings)
+    try:
+        await service.update_options("group:8", web_search=True)
+        await service.ask(Question("group:8", "想一想", ALICE))
+    finally:
+        await client.aclose()
+        await store.close()
+    body = fake_glm.completions()[-1].body
+    assert body["thinking"] == {"type": "disabled"}
+    assert body["tools"][0]["type"] == "web_search"

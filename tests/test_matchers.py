@@ -147,6 +147,7 @@ async def test_a_long_answer_goes_out_as_a_forward_message(app: App, fake_glm):
             {"group_id": 107, "messages": forward_of(LONG_ANSWER)},
             result={"message_id": 5},
         )
+        ctx.should_call_send(event, quoted(event, "↑ 回答比较长，整理成了上面的聊天记录。"), {})
 
 
 async def test_a_refused_forward_falls_back_to_plain_text(app: App, fake_glm):

@@ -20,6 +20,8 @@ from .render import split_text
 # Paragraph-sized nodes read well in a forward message.
 FORWARD_NODE_CHARS = 1500
 BOT_NAME = "GLM"
+# A forward message cannot quote; in a group this quoted line tells the asker it is theirs.
+FORWARD_POINTER = "↑ 回答比较长，整理成了上面的聊天记录。"
 
 
 def forward_nodes(bot: Bot, text: str) -> Message:
@@ -42,8 +44,11 @@ async def deliver(bot: Bot, event: MessageEvent, text: str, forward_above: int) 
     if len(text) > forward_above:
         try:
             await send_forward(bot, event, text)
-            return
         except (ActionFailed, NetworkError) as error:
             logger.warning(f"glm-chat: forward message refused ({error!r}); sending plain text")
+        else:
+            if isinstance(event, GroupMessageEvent):
+                await bot.send(event, reply_to(event, FORWARD_POINTER))
+            return
     for index, piece in enumerate(split_text(text)):
         await bot.send(event, reply_to(event, piece, quote=index == 0))

@@ -30,10 +30,12 @@ async def test_a_long_answer_is_a_forward_message_or_split_when_refused(
 ):
     async with running(bot_env, log_path) as qq:
         fake.push(Fault("reply", body=LONG_ANSWER))
-        await qq.mention(1, 111, "讲个长故事")
+        story = await qq.mention(1, 111, "讲个长故事")
         forward = await qq.wait_until(lambda s: s.action == "send_group_forward_msg")
         assert forward.group_id == 1
         assert "\n\n".join(node_texts(forward)) == LONG_ANSWER
+        pointer = await qq.reply_to(story)  # the asker is still told which answer is theirs
+        assert pointer.message_id > forward.message_id
 
         qq.refuse.add("send_group_forward_msg")
         fake.push(Fault("reply", body=LONG_ANSWER))
