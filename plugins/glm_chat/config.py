@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic import BaseModel, Field, field_validator
 
 DEFAULT_BASE_URL = "https://open.bigmodel.cn/api/paas/v4"
 DEFAULT_SYSTEM_PROMPT = (
@@ -71,21 +71,19 @@ class Config(BaseModel):
             raise ValueError("GLM_BASE_URL must start with http:// or https://")
         return value.rstrip("/")
 
-    @model_validator(mode="after")
-    def _keys_fit_auth(self) -> Config:
-        if self.glm_auth == "jwt":
-            for key in self.api_keys:
-                key_id, dot, secret = key.partition(".")
-                if not (dot and key_id and secret):
-                    raise ValueError(
-                        "GLM_API_KEY must look like 'id.secret' when GLM_AUTH=jwt "
-                        "(set GLM_AUTH=key to send a raw key)"
-                    )
-        return self
-
     @property
     def api_keys(self) -> list[str]:
         """The configured keys, blanks dropped; empty when the bot is not configured."""
         raw = self.glm_api_key
         keys = raw if isinstance(raw, list) else [raw or ""]
         return [key.strip() for key in keys if key and key.strip()]
+
+    def usable_keys(self) -> tuple[list[str], list[str]]:
+        """``(usable, malformed)``: with ``GLM_AUTH=jwt`` a key must look like ``id.secret``."""
+        if self.glm_auth == "key":
+            return self.api_keys, []
+        usable, malformed = [], []
+        for key in self.api_keys:
+            key_id, dot, secret = key.partition(".")
+            (usable if dot and key_id and secret else malformed).append(key)
+        return usable, malformed

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from nonebot.log import logger
 
-from .auth import KeyPool
+from .auth import KeyPool, key_label
 from .chat import ChatService, ChatSettings
 from .client import CallRecord, GLMClient
 from .config import Config
@@ -50,7 +50,12 @@ def call_line(record: CallRecord) -> str:
 async def open_services(config: Config) -> Services:
     """Open the store and the HTTP client; log one clear line if no key is set."""
     global _services
-    keys = config.api_keys
+    keys, malformed = config.usable_keys()
+    for key in malformed:
+        logger.error(
+            f"glm-chat: GLM_API_KEY entry {key_label(key)} is not 'id.secret' and is not used;"
+            " copy the whole key from the BigModel console, or set GLM_AUTH=key for a raw key."
+        )
     if not keys:
         logger.warning(
             "glm-chat: GLM_API_KEY is not set; the bot runs but only answers that it is not"
