@@ -159,9 +159,11 @@ class GLMClient:
                 credential.invalidate()
                 reminted = True
             except (AuthenticationError, QuotaExceededError) as error:
-                rest = AUTH_REST_SECONDS if isinstance(error, AuthenticationError) else None
+                auth = isinstance(error, AuthenticationError)
                 reason = error.code or (f"HTTP {error.status}" if error.status else "rejected")
-                self.keys.rest(credential, rest or QUOTA_REST_SECONDS, reason)
+                self.keys.rest(
+                    credential, AUTH_REST_SECONDS if auth else QUOTA_REST_SECONDS, reason
+                )
                 record.rested_keys.append(f"{credential.label}:{reason}")
                 if not self._another_key_ready():
                     raise

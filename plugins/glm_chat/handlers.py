@@ -16,7 +16,6 @@ from nonebot.rule import Rule
 from nonebot.typing import T_State
 
 from .chat import Question
-from .completion import Completion
 from .delivery import deliver
 from .errors import GLMError, ModelNotFoundError, user_message
 from .events import (
@@ -31,7 +30,7 @@ from .events import (
 )
 from .limits import Verdict
 from .ordering import in_turn, pass_by
-from .render import markdown_to_text
+from .render import answer_text
 from .runtime import Services, get_services
 
 EMPTY_HINT = "有什么想问的？在@我的同一条消息里写上问题就好。"
@@ -40,7 +39,6 @@ UNEXPECTED_ERROR = "出了点意外，没能回答，请稍后再试。"
 COOLDOWN_NOTE = "慢一点哦，{seconds} 秒后再问吧。"
 QUOTA_NOTE = "本群今天的 token 额度（{limit}）用完了，明天再来吧。"
 UNKNOWN_MODEL = "模型 {model} 不存在（平台错误 1211），请机器人主人用 /glm model 换一个。"
-MAX_SOURCES = 3
 
 
 def _wants_an_answer(event: MessageEvent, state: T_State) -> bool:
@@ -111,7 +109,7 @@ async def _answer(bot: Bot, event: MessageEvent) -> None:
         logger.opt(exception=error).error(f"glm-chat: unexpected failure in {conversation}")
         text = UNEXPECTED_ERROR
     else:
-        text = render_answer(completion)
+        text = answer_text(completion)
     await deliver(bot, event, "\n".join([*notes, text]), config.glm_forward_chars)
 
 
@@ -134,14 +132,3 @@ async def _over_limit(services: Services, event: MessageEvent, chat_key: str) ->
                 return ""
             return QUOTA_NOTE.format(limit=config.glm_daily_tokens)
     return None
-
-
-def render_answer(completion: Completion) -> str:
-    """The answer as QQ shows it, with up to three web search sources under it."""
-    text = markdown_to_text(completion.content)
-    found = [item for item in completion.web_search if item.get("link") or item.get("title")]
-    sources = [
-        f"{index}. {item.get('title') or item.get('media') or '来源'} {item.get('link', '')}"
-        for index, item in enumerate(found[:MAX_SOURCES], start=1)
-    ]
-    return text + ("\n\n参考来源：\n" + "\n".join(sources) if sources else "")

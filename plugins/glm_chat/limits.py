@@ -23,6 +23,7 @@ class Cooldown:
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._clock = clock
         self._last: dict[str, tuple[float, bool]] = {}  # key -> (asked at, warned since)
+        self._pruned_at = float("-inf")
 
     def __len__(self) -> int:
         return len(self._last)
@@ -31,8 +32,10 @@ class Cooldown:
         if seconds <= 0:
             return Verdict.ASK
         now = self._clock()
-        if len(self._last) > 1024:
+        # Forget cooled keys at most once a window: one pass per window, not one per call.
+        if len(self._last) > 1024 and now - self._pruned_at >= seconds:
             self._last = {k: v for k, v in self._last.items() if now - v[0] < seconds}
+            self._pruned_at = now
         last = self._last.get(key)
         if last is None or now - last[0] >= seconds:
             self._last[key] = (now, False)

@@ -17,11 +17,11 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from nonebot.adapters.onebot.v11 import GroupMessageEvent, MessageEvent
+from nonebot.adapters.onebot.v11 import MessageEvent
 from nonebot.message import event_preprocessor
 from nonebot.typing import T_State
 
-from .chat import group_key, private_key
+from .events import chat_of
 
 STATE_KEY = "glm_chat.ticket"
 
@@ -74,16 +74,10 @@ class ArrivalQueue:
 arrivals = ArrivalQueue()
 
 
-def order_key(event: MessageEvent) -> str:
-    """Messages are ordered per group (all its members and modes) or per private chat."""
-    if isinstance(event, GroupMessageEvent):
-        return group_key(event.group_id)
-    return private_key(event.user_id)
-
-
 @event_preprocessor
 async def _take_ticket(event: MessageEvent, state: T_State) -> None:
-    ticket = arrivals.enter(order_key(event))
+    # Ordered per chat: a group (all its members, in either mode) or a private chat.
+    ticket = arrivals.enter(chat_of(event))
     state[STATE_KEY] = ticket
     weakref.finalize(event, arrivals.leave, ticket)
 

@@ -29,8 +29,16 @@ def labelled(text: str, speaker: Speaker | None) -> str:
     return f"{speaker.label()}: {text}" if speaker else text
 
 
-def _message(role: str, content: str) -> dict[str, Any]:
+def _message(role: str, content: str | list[dict[str, Any]]) -> dict[str, Any]:
     return {"role": role, "content": content}
+
+
+def _turn_messages(turn: Turn) -> list[dict[str, Any]]:
+    """A stored turn as the request carries it."""
+    return [
+        _message("user", labelled(turn.question, turn.speaker)),
+        _message("assistant", turn.answer),
+    ]
 
 
 # What an image costs the prompt, as far as our budget is concerned.
@@ -70,17 +78,14 @@ def build_messages(
     (estimated). The list never opens with an assistant message and never holds empty text.
     """
     head = [_message("system", system_prompt)] if system_prompt.strip() else []
-    new = {"role": "user", "content": user_content(labelled(question, speaker), images)}
+    new = _message("user", user_content(labelled(question, speaker), images))
     budget = token_budget - sum(map(_cost, head)) - _cost(new)
 
     kept: list[list[dict[str, Any]]] = []
     for turn in reversed(history[-max_turns:] if max_turns > 0 else []):
         if not (turn.question.strip() and turn.answer.strip()):
             continue
-        pair = [
-            _message("user", labelled(turn.question, turn.speaker)),
-            _message("assistant", turn.answer),
-        ]
+        pair = _turn_messages(turn)
         budget -= sum(map(_cost, pair))
         if budget < 0:
             break
@@ -91,9 +96,4 @@ def build_messages(
 
 def history_tokens(history: Sequence[Turn]) -> int:
     """Estimated tokens of stored turns, as they would be sent."""
-    return sum(
-        estimate_tokens(labelled(t.question, t.speaker))
-        + estimate_tokens(t.answer)
-        + 2 * MESSAGE_OVERHEAD
-        for t in history
-    )
+    return sum(_cost(message) for turn in history for message in _turn_messages(turn))

@@ -7,8 +7,11 @@ from __future__ import annotations
 
 import re
 
+from .completion import Completion
+
 # QQ accepts about 4500 characters per message; stay well under it.
 QQ_MESSAGE_LIMIT = 4000
+MAX_SOURCES = 3
 
 _FENCE = re.compile(r"^\s*(```|~~~)")
 _HEADING = re.compile(r"^\s{0,3}#{1,6}\s+(.*?)\s*#*\s*$")
@@ -86,3 +89,14 @@ def split_text(text: str, limit: int = QQ_MESSAGE_LIMIT) -> list[str]:
     if rest:
         pieces.append(rest)
     return pieces
+
+
+def answer_text(completion: Completion) -> str:
+    """The answer as QQ shows it, with up to three web search sources under it."""
+    text = markdown_to_text(completion.content)
+    found = [item for item in completion.web_search if item.get("link") or item.get("title")]
+    sources = [
+        f"{index}. {item.get('title') or item.get('media') or '来源'} {item.get('link', '')}"
+        for index, item in enumerate(found[:MAX_SOURCES], start=1)
+    ]
+    return text + ("\n\n参考来源：\n" + "\n".join(sources) if sources else "")

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import aiosqlite
@@ -101,7 +99,6 @@ class ContextStore:
 
     def __init__(self, db: aiosqlite.Connection) -> None:
         self._db = db
-        self._write_lock = asyncio.Lock()
 
     @classmethod
     async def open(cls, path: Path | str) -> ContextStore:
@@ -127,17 +124,6 @@ class ContextStore:
     async def close(self) -> None:
         await self._db.close()
 
-    @asynccontextmanager
-    async def _transaction(self) -> AsyncIterator[aiosqlite.Connection]:
-        async with self._write_lock:
-            await self._db.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._db
-            except BaseException:
-                await self._db.execute("ROLLBACK")
-                raise
-            await self._db.execute("COMMIT")
-
     async def schema_version(self) -> int:
         async with self._db.execute("PRAGMA user_version") as cursor:
             row = await cursor.fetchone()
@@ -149,10 +135,16 @@ class ContextStore:
             raise SchemaTooNewError(
                 f"database schema v{current} is newer than this glm-chat (v{len(MIGRATIONS)})"
             )
+        # Each step whole or not at all; this runs at open, before anything else uses the file.
         for version, migration in enumerate(MIGRATIONS[current:], start=current + 1):
-            async with self._transaction() as db:
-                await migration(db)
-                await db.execute(f"PRAGMA user_version = {version}")
+            await self._db.execute("BEGIN IMMEDIATE")
+            try:
+                await migration(self._db)
+                await self._db.execute(f"PRAGMA user_version = {version}")
+            except BaseException:
+                await self._db.execute("ROLLBACK")
+                raise
+            await self._db.execute("COMMIT")
 
     async def append_turn(
         self,
