@@ -3,7 +3,7 @@ import time
 import jwt
 import pytest
 
-from plugins.glm_chat.auth import TOKEN_REUSE, Credential, KeyPool, key_label, mint_token
+from plugins.glm_chat.glm.auth import TOKEN_REUSE, Credential, KeyPool, key_label, mint_token
 
 
 class Clock:

@@ -6,13 +6,13 @@ from pathlib import Path
 
 import pytest
 
-from plugins.glm_chat.auth import KeyPool
-from plugins.glm_chat.chat import ChatService, ChatSettings, Question
-from plugins.glm_chat.client import Backoff, GLMClient
-from plugins.glm_chat.errors import UpstreamError
-from plugins.glm_chat.models import Speaker
-from plugins.glm_chat.prompt import GROUP_NOTE
-from plugins.glm_chat.store import ContextStore
+from plugins.glm_chat.chat.prompt import GROUP_NOTE
+from plugins.glm_chat.chat.service import ChatService, ChatSettings, Question
+from plugins.glm_chat.glm.auth import KeyPool
+from plugins.glm_chat.glm.client import Backoff, GLMClient
+from plugins.glm_chat.glm.errors import UpstreamError
+from plugins.glm_chat.memory.models import Speaker
+from plugins.glm_chat.memory.store import ContextStore
 from tests.conftest import API_KEY_ID, API_KEY_SECRET
 from tests.support.fake_glm import FakeGLM, Fault
 
@@ -96,7 +96,7 @@ async def test_reset_and_status(service):
 
 
 async def test_options_are_cached_within_a_bound(service, monkeypatch):
-    from plugins.glm_chat import chat as chat_module
+    from plugins.glm_chat.chat import service as chat_module
 
     monkeypatch.setattr(chat_module, "OPTIONS_CACHED", 3)
     await service.update_options("group:1", persona="猫")

@@ -7,9 +7,9 @@ from collections.abc import AsyncIterator, Iterator
 import jwt
 import pytest
 
-from plugins.glm_chat.auth import KeyPool
-from plugins.glm_chat.client import Backoff, CallRecord, GLMClient
-from plugins.glm_chat.errors import (
+from plugins.glm_chat.glm.auth import KeyPool
+from plugins.glm_chat.glm.client import Backoff, CallRecord, GLMClient
+from plugins.glm_chat.glm.errors import (
     APIConnectionError,
     APITimeoutError,
     AuthenticationError,

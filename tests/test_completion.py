@@ -2,13 +2,13 @@ import json
 
 import pytest
 
-from plugins.glm_chat.completion import StreamAssembler, completion_from_json, split_reasoning
-from plugins.glm_chat.errors import (
+from plugins.glm_chat.glm.completion import StreamAssembler, completion_from_json, split_reasoning
+from plugins.glm_chat.glm.errors import (
     ContentFilterError,
     RateLimitError,
     UpstreamError,
 )
-from plugins.glm_chat.sse import iter_sse_data
+from plugins.glm_chat.glm.sse import iter_sse_data
 
 
 async def chunks(*items: bytes):

@@ -1,8 +1,8 @@
 import pytest
 from pydantic import ValidationError
 
-from plugins.glm_chat.auth import key_label
 from plugins.glm_chat.config import DEFAULT_BASE_URL, Config
+from plugins.glm_chat.glm.auth import key_label
 from plugins.glm_chat.runtime import close_services, open_services
 
 

@@ -1,5 +1,5 @@
-from plugins.glm_chat.models import Speaker, Turn
-from plugins.glm_chat.prompt import build_messages, estimate_tokens, history_tokens
+from plugins.glm_chat.chat.prompt import build_messages, estimate_tokens, history_tokens
+from plugins.glm_chat.memory.models import Speaker, Turn
 
 ALICE = Speaker("1001", "Alice")
 BOB = Speaker("1002", "Bob")

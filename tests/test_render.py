@@ -1,4 +1,4 @@
-from plugins.glm_chat.render import markdown_to_text, split_text
+from plugins.glm_chat.qq.render import markdown_to_text, split_text
 
 
 def test_markdown_becomes_plain_text():

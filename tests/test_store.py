@@ -3,9 +3,9 @@ from pathlib import Path
 
 import pytest
 
-from plugins.glm_chat.completion import Usage
-from plugins.glm_chat.models import Speaker, Turn
-from plugins.glm_chat.store import MIGRATIONS, ContextStore, SchemaTooNewError
+from plugins.glm_chat.glm.completion import Usage
+from plugins.glm_chat.memory.models import Speaker, Turn
+from plugins.glm_chat.memory.store import MIGRATIONS, ContextStore, SchemaTooNewError
 
 ALICE = Speaker("1001", "Alice")
 
@@ -95,7 +95,7 @@ async def test_a_failed_write_leaves_nothing_behind(tmp_db: Path):
 
 
 async def test_a_v1_database_is_migrated_and_its_usage_counted(tmp_db: Path, monkeypatch):
-    from plugins.glm_chat import store as store_module
+    from plugins.glm_chat.memory import store as store_module
 
     monkeypatch.setattr(store_module, "MIGRATIONS", MIGRATIONS[:1])
     await (await ContextStore.open(tmp_db)).close()
@@ -121,7 +121,7 @@ async def test_a_v1_database_is_migrated_and_its_usage_counted(tmp_db: Path, mon
 
 
 async def test_chat_options_are_saved(tmp_db: Path):
-    from plugins.glm_chat.models import ChatOptions
+    from plugins.glm_chat.memory.models import ChatOptions
 
     store = await ContextStore.open(tmp_db)
     try:

@@ -30,5 +30,5 @@ async def _stop() -> None:
     await close_services()
 
 
-from . import commands as commands  # noqa: E402  (matchers register on import)
-from . import handlers as handlers  # noqa: E402
+from .qq import commands as commands  # noqa: E402  (matchers register on import)
+from .qq import handlers as handlers  # noqa: E402

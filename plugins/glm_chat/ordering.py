@@ -21,7 +21,7 @@ from nonebot.adapters.onebot.v11 import MessageEvent
 from nonebot.message import event_preprocessor
 from nonebot.typing import T_State
 
-from .events import chat_of
+from .qq.events import chat_of
 
 STATE_KEY = "glm_chat.ticket"
 

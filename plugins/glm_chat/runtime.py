@@ -6,13 +6,13 @@ from dataclasses import dataclass
 
 from nonebot.log import logger
 
-from .auth import KeyPool, key_label
-from .chat import ChatService, ChatSettings
-from .client import CallRecord, GLMClient
+from .chat.limits import Cooldown, OncePerDay
+from .chat.service import ChatService, ChatSettings
+from .chat.stats import CallStats
 from .config import Config
-from .limits import Cooldown, OncePerDay
-from .stats import CallStats
-from .store import ContextStore
+from .glm.auth import KeyPool, key_label
+from .glm.client import CallRecord, GLMClient
+from .memory.store import ContextStore
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ from nonebot.adapters.onebot.v11 import Bot, Message, MessageEvent, MessageSegme
 from nonebug import App
 
 from plugins.glm_chat import runtime
-from plugins.glm_chat.models import Turn
+from plugins.glm_chat.memory.models import Turn
 from plugins.glm_chat.runtime import get_services
 from tests.support.events import SELF_ID
 

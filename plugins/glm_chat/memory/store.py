@@ -8,7 +8,7 @@ from pathlib import Path
 
 import aiosqlite
 
-from .completion import Usage
+from ..glm.completion import Usage
 from .models import ChatOptions, Speaker, Turn
 
 Migration = Callable[[aiosqlite.Connection], Awaitable[None]]

@@ -15,9 +15,12 @@ from nonebot.log import logger
 from nonebot.rule import Rule
 from nonebot.typing import T_State
 
-from .chat import Question
+from ..chat.limits import Verdict
+from ..chat.service import Question
+from ..glm.errors import GLMError, ModelNotFoundError, user_message
+from ..ordering import in_turn, pass_by
+from ..runtime import Services, get_services
 from .delivery import deliver
-from .errors import GLMError, ModelNotFoundError, user_message
 from .events import (
     chat_of,
     conversation_of,
@@ -28,10 +31,7 @@ from .events import (
     question_text,
     reply_to,
 )
-from .limits import Verdict
-from .ordering import in_turn, pass_by
 from .render import answer_text
-from .runtime import Services, get_services
 
 EMPTY_HINT = "有什么想问的？在@我的同一条消息里写上问题就好。"
 TRUNCATED_NOTE = "（消息太长，只读了前 {limit} 个字。）"

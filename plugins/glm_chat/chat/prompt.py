@@ -7,7 +7,7 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-from .models import Speaker, Turn
+from ..memory.models import Speaker, Turn
 
 GROUP_NOTE = (
     "\n\n这是一个QQ群聊，多人共用这段对话。每条用户消息以“昵称(QQ号): ”开头标明说话人，"

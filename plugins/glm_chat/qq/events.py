@@ -14,8 +14,8 @@ from nonebot.adapters.onebot.v11 import (
 )
 from nonebot.consts import CMD_ARG_KEY, CMD_KEY, CMD_WHITESPACE_KEY, PREFIX_KEY
 
-from .chat import group_key, member_key, private_key
-from .models import Speaker
+from ..chat.service import group_key, member_key, private_key
+from ..memory.models import Speaker
 
 _NAME_LIMIT = 24
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]+")

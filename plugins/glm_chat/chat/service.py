@@ -6,13 +6,13 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-from .client import CallMode, GLMClient
-from .completion import Completion
-from .errors import PromptTooLongError
-from .locks import KeyedLocks
-from .models import ChatOptions, Speaker, Turn
+from ..glm.client import CallMode, GLMClient
+from ..glm.completion import Completion
+from ..glm.errors import PromptTooLongError
+from ..locks import KeyedLocks
+from ..memory.models import ChatOptions, Speaker, Turn
+from ..memory.store import ContextStore
 from .prompt import GROUP_NOTE, build_messages, history_tokens
-from .store import ContextStore
 
 IMAGE_PLACEHOLDER = "[图片]"
 OPTIONS_CACHED = 4096  # chats whose settings stay in memory; the oldest read is dropped

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 
-from .completion import Completion
+from ..glm.completion import Completion
 
 # QQ accepts about 4500 characters per message; stay well under it.
 QQ_MESSAGE_LIMIT = 4000

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime
 
-from .client import CallRecord
+from ..glm.client import CallRecord
 
 # Latencies kept per window for the percentiles; older ones fall off (memory stays flat).
 LATENCY_SAMPLES = 10_000

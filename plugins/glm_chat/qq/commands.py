@@ -14,11 +14,11 @@ from nonebot.adapters.onebot.v11 import GroupMessageEvent, Message, MessageEvent
 from nonebot.params import Command, CommandArg
 from nonebot.typing import T_State
 
+from ..chat.stats import WindowSummary
+from ..memory.models import ChatOptions
+from ..ordering import in_turn
+from ..runtime import Services, get_services
 from .events import chat_of, conversation_of, is_admin, is_superuser, reply_to
-from .models import ChatOptions
-from .ordering import in_turn
-from .runtime import Services, get_services
-from .stats import WindowSummary
 
 REFUSAL = "只有群主、管理员或机器人主人可以这样做。"
 SUPERUSER_REFUSAL = "只有机器人主人可以这样做。"
