@@ -4,17 +4,21 @@ import asyncio
 import socket
 from collections.abc import AsyncIterator, Iterator
 
+import httpx
 import jwt
 import pytest
 
 from plugins.glm_chat.glm.auth import KeyPool
 from plugins.glm_chat.glm.client import Backoff, CallRecord, GLMClient
 from plugins.glm_chat.glm.errors import (
+    _USER_MESSAGES,
     APIConnectionError,
     APITimeoutError,
     AuthenticationError,
     BadRequestError,
     ContentFilterError,
+    GLMError,
+    MessageTooLongError,
     ModelNotFoundError,
     NotConfiguredError,
     PromptTooLongError,
@@ -182,6 +186,149 @@ async def test_async_task_failure(client, fake):
     fake.push(Fault("text", body="FAILED"))
     with pytest.raises(UpstreamError, match="failed"):
         await client.complete(MESSAGES, model="m", mode="async")
+
+
+async def test_slow_async_task_is_polled_past_the_timeout(server, fake):
+    records: list[CallRecord] = []
+    client = make_client(server[1], timeout=1.0, on_call=records.append)
+    fake.latency = 1.05  # done after GLM_TIMEOUT, before twice that
+    try:
+        completion = await client.complete(MESSAGES, model="m", mode="async")
+    finally:
+        await client.aclose()
+    assert completion.content == "回声#1：你好"
+    assert len(fake.creations()) == 1 and fake.polls >= 2
+    assert records[0].ok and records[0].attempts == 1
+
+
+async def test_async_task_never_done_times_out_after_one_creation(server, fake):
+    records: list[CallRecord] = []
+    client = make_client(server[1], timeout=0.5, on_call=records.append)
+    fake.latency = 60.0
+    try:
+        with pytest.raises(APITimeoutError):
+            await client.complete(MESSAGES, model="m", mode="async")
+    finally:
+        await client.aclose()
+    assert len(fake.creations()) == 1 and fake.polls >= 1
+    assert records[0].error == "APITimeoutError" and records[0].attempts == 1
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [
+        Fault("error", 500),
+        Fault("text", 502, body="<html>bad gateway</html>"),
+        Fault("error", 429, "1302", "concurrency"),
+    ],
+)
+async def test_failed_poll_is_polled_again(client, fake, fault):
+    fake.push_poll(fault)
+    completion = await client.complete(MESSAGES, model="m", mode="async")
+    assert completion.content == "回声#1：你好"
+    assert len(fake.creations()) == 1 and fake.polls == 2
+
+
+async def test_expired_token_while_polling_is_minted_anew(client, fake):
+    fake.push_poll(Fault("error", 401, "1003", "token expired"))
+    await client.complete(MESSAGES, model="m", mode="async")
+    assert client.keys.tokens_minted == 2 and len(fake.creations()) == 1
+
+
+async def test_poll_that_times_out_is_polled_again(server, fake):
+    client = make_client(server[1], timeout=1.0)
+    fake.push_poll(Fault("hang", delay=1.3))
+    try:
+        completion = await client.complete(MESSAGES, model="m", mode="async")
+    finally:
+        await client.aclose()
+    assert completion.content == "回声#1：你好"
+    assert len(fake.creations()) == 1 and fake.polls == 2
+
+
+async def test_poll_refused_for_good_ends_the_call_without_a_new_task(client, fake):
+    fake.push_poll(Fault("error", 401, "1002", "bad token"))
+    with pytest.raises(AuthenticationError):
+        await client.complete(MESSAGES, model="m", mode="async")
+    assert len(fake.creations()) == 1 and not client.keys.resting()
+
+
+async def test_failed_creation_is_retried(server, fake):
+    records: list[CallRecord] = []
+    client = make_client(server[1], timeout=5, on_call=records.append)
+    fake.push(Fault("error", 429, "1302", "concurrency"))
+    try:
+        await client.complete(MESSAGES, model="m", mode="async")
+    finally:
+        await client.aclose()
+    assert len(fake.creations()) == 2 and fake.polls == 1
+    assert records[0].ok and records[0].attempts == 2
+
+
+async def test_creation_without_an_answer_is_not_retried(server, fake):
+    client = make_client(server[1], timeout=0.3)
+    fake.push(Fault("hang", delay=0.6))  # the task may exist: another creation could bill twice
+    try:
+        with pytest.raises(APITimeoutError):
+            await client.complete(MESSAGES, model="m", mode="async")
+    finally:
+        await client.aclose()
+    assert len(fake.creations()) == 1
+
+
+async def test_unexpected_error_is_recorded_as_a_failure():
+    def broken(request: httpx.Request) -> httpx.Response:
+        raise RuntimeError("a bug")
+
+    records: list[CallRecord] = []
+    client = make_client(
+        "http://glm.test/api/paas/v4", transport=httpx.MockTransport(broken), on_call=records.append
+    )
+    try:
+        with pytest.raises(RuntimeError, match="a bug"):
+            await client.complete(MESSAGES, model="m", mode="sync")
+    finally:
+        await client.aclose()
+    assert not records[0].ok and records[0].error == "RuntimeError"
+
+
+async def test_cancelled_call_is_recorded_as_cancelled():
+    reached = asyncio.Event()
+
+    async def never_answers(request: httpx.Request) -> httpx.Response:
+        reached.set()
+        await asyncio.Event().wait()
+        raise AssertionError("unreachable")
+
+    records: list[CallRecord] = []
+    client = make_client(
+        "http://glm.test/api/paas/v4",
+        transport=httpx.MockTransport(never_answers),
+        on_call=records.append,
+    )
+    call = asyncio.create_task(client.complete(MESSAGES, model="m", mode="stream"))
+    try:
+        await reached.wait()
+        call.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await call
+    finally:
+        await client.aclose()
+    assert not records[0].ok and records[0].error == "cancelled"
+
+
+def test_too_long_message_and_too_long_conversation_get_their_own_advice():
+    message = user_message(MessageTooLongError("x", code="1261"))
+    conversation = user_message(PromptTooLongError("x", code="1261"))
+    assert "消息" in message and "/glm reset" not in message
+    assert "/glm reset" in conversation
+
+
+def test_every_user_message_is_reachable():
+    classes = [cls for cls, _ in _USER_MESSAGES]
+    for index, cls in enumerate(classes):
+        assert not issubclass(cls, tuple(classes[:index])), f"{cls.__name__} is shadowed"
+    assert all(issubclass(cls, GLMError) for cls in classes)
 
 
 async def test_no_key_means_not_configured(server):

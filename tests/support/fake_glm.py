@@ -94,6 +94,7 @@ class FakeGLM:
     refused_1302: int = 0
     tasks: dict[str, dict[str, Any]] = field(default_factory=dict)
     polls: int = 0
+    poll_faults: deque[Fault] = field(default_factory=deque)  # what the next polls get instead
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
@@ -125,6 +126,7 @@ class FakeGLM:
         with self._lock:
             self.requests.clear()
             self.faults.clear()
+            self.poll_faults.clear()
             self.refused_1302 = self.peak_in_flight = self.polls = 0
 
     # --- auth ---------------------------------------------------------------------------------
@@ -269,6 +271,8 @@ class FakeGLM:
         fault = self._next_fault()
         if fault is not None and fault.kind == "error":
             return fault_response(fault)
+        if fault is not None and fault.kind == "hang":
+            await asyncio.sleep(fault.delay)
         task_id = f"task-{uuid.uuid4().hex[:10]}"
         with self._lock:
             self.tasks[task_id] = {
@@ -295,6 +299,11 @@ class FakeGLM:
             task = self.tasks.get(task_id)
         if task is None:
             return error_response(404, "1214", "no such task")
+        poll_fault = self._next_poll_fault()
+        if poll_fault is not None and poll_fault.kind == "hang":
+            await asyncio.sleep(poll_fault.delay)
+        elif poll_fault is not None:
+            return fault_response(poll_fault)
         body, fault = task["body"], task["fault"]
         if time.monotonic() < task["ready_at"]:
             return JSONResponse(
@@ -304,6 +313,20 @@ class FakeGLM:
             return JSONResponse({"id": task_id, "task_status": fault.body or "FAIL"})
         text = fault.body if fault is not None and fault.kind == "reply" else self.reply(body)
         return JSONResponse({**completion_body(body, text), "task_status": "SUCCESS"})
+
+    def push_poll(self, *faults: Fault) -> None:
+        """Script the next polls of async results (``error``, ``text``, ``hang``...)."""
+        with self._lock:
+            self.poll_faults.extend(faults)
+
+    def _next_poll_fault(self) -> Fault | None:
+        with self._lock:
+            return self.poll_faults.popleft() if self.poll_faults else None
+
+    def creations(self) -> list[Recorded]:
+        """The async task creations received (each one a billed task, if it succeeded)."""
+        with self._lock:
+            return [r for r in self.requests if r.path.endswith("/async/chat/completions")]
 
 
 SEARCH_RESULTS = [

@@ -5,13 +5,14 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import httpx
 
-from .auth import KeyPool
+from .auth import Credential, KeyPool
 from .completion import Completion, StreamAssembler, Usage, completion_from_json
 from .errors import (
     APIConnectionError,
@@ -29,10 +30,13 @@ from .sse import iter_sse_data
 
 CallMode = Literal["stream", "sync", "async"]
 Message = dict[str, Any]
+T = TypeVar("T")
 
 # How long a key rests after the platform refused it.
 AUTH_REST_SECONDS = 600.0
 QUOTA_REST_SECONDS = 3600.0
+# Seconds between polls of an async task: the first wait, its growth, its ceiling.
+POLL_FIRST, POLL_GROWTH, POLL_MAX = 0.5, 1.5, 3.0
 
 
 @dataclass(frozen=True)
@@ -68,6 +72,13 @@ class CallRecord:
     @property
     def ok(self) -> bool:
         return self.error is None
+
+    def fail(self, error: BaseException) -> None:
+        """Note why the call ended without a completion: ``cancelled``, or the error's kind."""
+        cancelled = isinstance(error, asyncio.CancelledError)
+        self.error = "cancelled" if cancelled else type(error).__name__
+        if isinstance(error, GLMError):
+            self.status, self.code = error.status, error.code
 
 
 class GLMClient:
@@ -126,9 +137,8 @@ class GLMClient:
             completion = await self._complete_with_retries(
                 {"model": model, "messages": messages, **(options or {})}, mode, record, started
             )
-        except GLMError as error:
-            record.error = type(error).__name__
-            record.status, record.code = error.status, error.code
+        except BaseException as error:  # a cancelled call is a failed one too; never swallowed
+            record.fail(error)
             raise
         else:
             record.status, record.usage = 200, completion.usage
@@ -144,6 +154,23 @@ class GLMClient:
         if self.keys is None:
             raise NotConfiguredError("no API key configured")
         deadline = started + self._timeout * 2
+        if mode == "async":
+            return await self._async_task(body, record, deadline)
+
+        async def call(credential: Credential) -> Completion:
+            async with self._slots:
+                return await self._call_once(mode, body, credential.bearer(), record, started)
+
+        return await self._with_retries(call, record, deadline)
+
+    async def _with_retries(
+        self, attempt: Callable[[Credential], Awaitable[T]], record: CallRecord, deadline: float
+    ) -> T:
+        """Run ``attempt`` with the next key until it succeeds, rotating keys and backing off.
+
+        Each run is one request that may bill: ``record.attempts`` counts them.
+        """
+        assert self.keys is not None
         retries = 0
         reminted = False
         while True:
@@ -151,20 +178,14 @@ class GLMClient:
             credential = self.keys.pick()
             record.key = credential.label
             try:
-                async with self._slots:
-                    return await self._call_once(mode, body, credential.bearer(), record, started)
+                return await attempt(credential)
             except TokenExpiredError:
                 if reminted:
                     raise
                 credential.invalidate()
                 reminted = True
             except (AuthenticationError, QuotaExceededError) as error:
-                auth = isinstance(error, AuthenticationError)
-                reason = error.code or (f"HTTP {error.status}" if error.status else "rejected")
-                self.keys.rest(
-                    credential, AUTH_REST_SECONDS if auth else QUOTA_REST_SECONDS, reason
-                )
-                record.rested_keys.append(f"{credential.label}:{reason}")
+                self._rest(credential, error, record)
                 if not self._another_key_ready():
                     raise
             except GLMError as error:
@@ -176,6 +197,14 @@ class GLMClient:
                     raise
                 await asyncio.sleep(delay)
 
+    def _rest(self, credential: Credential, error: GLMError, record: CallRecord) -> None:
+        """Take a key the platform refused out of rotation for a while."""
+        assert self.keys is not None
+        auth = isinstance(error, AuthenticationError)
+        reason = error.code or (f"HTTP {error.status}" if error.status else "rejected")
+        self.keys.rest(credential, AUTH_REST_SECONDS if auth else QUOTA_REST_SECONDS, reason)
+        record.rested_keys.append(f"{credential.label}:{reason}")
+
     def _another_key_ready(self) -> bool:
         assert self.keys is not None
         return len(self.keys.resting()) < len(self.keys)
@@ -183,20 +212,14 @@ class GLMClient:
     async def _call_once(
         self, mode: CallMode, body: dict[str, Any], bearer: str, record: CallRecord, started: float
     ) -> Completion:
-        headers = {"Authorization": f"Bearer {bearer}"}
-        try:
+        headers = _auth_headers(bearer)
+        with _transport_errors(self._timeout):
             if mode == "stream":
                 return await self._stream(body, headers, record, started)
-            if mode == "async":
-                return await self._async_task(body, headers)
             response = await self._http.post(
                 "chat/completions", json={**body, "stream": False}, headers=headers
             )
-            return _completion_from_response(response)
-        except httpx.TimeoutException as exc:
-            raise APITimeoutError(f"no answer within {self._timeout:g}s") from exc
-        except httpx.TransportError as exc:
-            raise APIConnectionError(f"connection failed: {type(exc).__name__}") from exc
+        return _completion_from_response(response)
 
     async def _stream(
         self, body: dict[str, Any], headers: dict[str, str], record: CallRecord, started: float
@@ -224,28 +247,109 @@ class GLMClient:
         finally:
             await response.aclose()
 
-    async def _async_task(self, body: dict[str, Any], headers: dict[str, str]) -> Completion:
-        created = _json_from_response(
-            await self._http.post("async/chat/completions", json=body, headers=headers)
-        )
-        task_id = created.get("id")
+    async def _async_task(
+        self, body: dict[str, Any], record: CallRecord, deadline: float
+    ) -> Completion:
+        """Create one billed task, then poll that same task until it ends or the deadline.
+
+        Only a creation that failed is retried; the task holds a slot until its result.
+        """
+        async with self._slots:
+            task = await self._with_retries(
+                lambda credential: self._create_task(body, credential), record, deadline
+            )
+            try:
+                return await asyncio.wait_for(self._poll(task), deadline - time.monotonic())
+            except asyncio.TimeoutError as exc:
+                raise APITimeoutError(
+                    f"async task {task.id} not done in {self._timeout * 2:g}s"
+                ) from exc
+
+    async def _create_task(self, body: dict[str, Any], credential: Credential) -> AsyncTask:
+        """``POST async/chat/completions``: the request that bills."""
+        with _transport_errors(self._timeout):
+            try:
+                response = await self._http.post(
+                    "async/chat/completions", json=body, headers=_auth_headers(credential.bearer())
+                )
+            except httpx.ReadTimeout as exc:
+                # The request arrived and may have created a billed task: another could bill twice.
+                raise APITimeoutError(
+                    f"no task id within {self._timeout:g}s", retryable=False
+                ) from exc
+        task_id = _json_from_response(response).get("id")
         if not task_id:
             raise UpstreamError("the async task was created without an id")
-        give_up = time.monotonic() + self._timeout
-        delay = 0.5
+        return AsyncTask(str(task_id), credential)
+
+    async def _poll(self, task: AsyncTask) -> Completion:
+        """Poll ``task`` until it succeeds or fails; a poll that failed retryably is just redone.
+
+        Polls use the key that created the task; an expired JWT is minted anew once.
+        """
+        interval = wait = POLL_FIRST
+        failures = 0
+        reminted = False
         while True:
-            await asyncio.sleep(delay)
-            delay = min(delay * 1.5, 3.0)
-            result = _json_from_response(
-                await self._http.get(f"async-result/{task_id}", headers=headers)
+            await asyncio.sleep(wait)
+            try:
+                result = await self._poll_once(task)
+            except TokenExpiredError:
+                if reminted:
+                    raise
+                task.credential.invalidate()
+                reminted, wait = True, 0.0
+            except GLMError as error:
+                if not error.retryable:
+                    raise
+                failures += 1
+                wait = self._backoff.delay(failures, error.retry_after)
+            else:
+                if (completion := _task_outcome(task, result)) is not None:
+                    return completion
+                failures = 0
+                interval = wait = min(interval * POLL_GROWTH, POLL_MAX)
+
+    async def _poll_once(self, task: AsyncTask) -> dict[str, Any]:
+        """``GET async-result/{id}``: the task as it stands."""
+        with _transport_errors(self._timeout):
+            response = await self._http.get(
+                f"async-result/{task.id}", headers=_auth_headers(task.credential.bearer())
             )
-            status = str(result.get("task_status") or "").upper()
-            if status == "SUCCESS":
-                return completion_from_json(result)
-            if status in {"FAIL", "FAILED"}:
-                raise UpstreamError(f"async task {task_id} failed")
-            if time.monotonic() + delay > give_up:
-                raise APITimeoutError(f"async task {task_id} not done in {self._timeout:g}s")
+        return _json_from_response(response)
+
+
+@dataclass(frozen=True)
+class AsyncTask:
+    """A created async task and the key that created it (and polls it)."""
+
+    id: str
+    credential: Credential
+
+
+def _task_outcome(task: AsyncTask, result: dict[str, Any]) -> Completion | None:
+    """The completion of a finished task, ``None`` while it runs; raises if it failed."""
+    status = str(result.get("task_status") or "").upper()
+    if status == "SUCCESS":
+        return completion_from_json(result)
+    if status in {"FAIL", "FAILED"}:
+        raise UpstreamError(f"async task {task.id} failed")
+    return None
+
+
+def _auth_headers(bearer: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {bearer}"}
+
+
+@contextmanager
+def _transport_errors(timeout: float) -> Iterator[None]:
+    """Turn httpx's timeouts and connection failures into ``GLMError``s."""
+    try:
+        yield
+    except httpx.TimeoutException as exc:
+        raise APITimeoutError(f"no answer within {timeout:g}s") from exc
+    except httpx.TransportError as exc:
+        raise APIConnectionError(f"connection failed: {type(exc).__name__}") from exc
 
 
 def _raise_for_status(response: httpx.Response) -> None:

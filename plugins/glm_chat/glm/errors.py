@@ -75,6 +75,10 @@ class PromptTooLongError(BadRequestError):
     """Code 1261: the prompt is over the model's context length."""
 
 
+class MessageTooLongError(PromptTooLongError):
+    """The prompt is over the model's limit even with no history: the message itself is too long."""
+
+
 class APITimeoutError(GLMError):
     """No answer within ``GLM_TIMEOUT``."""
 
@@ -150,6 +154,7 @@ def error_for(status: int | None, code: str | None, message: str) -> GLMError:
     return cls(message or "GLM API error", code=code, status=status, retryable=retryable)
 
 
+# The first class that matches wins: a subclass goes before its base.
 _USER_MESSAGES: list[tuple[type[GLMError], str]] = [
     (NotConfiguredError, "机器人还没有配置 GLM_API_KEY，请管理员设置后再试。"),
     (AuthenticationError, "API Key 被平台拒绝了，请管理员检查 GLM_API_KEY。"),
@@ -157,6 +162,7 @@ _USER_MESSAGES: list[tuple[type[GLMError], str]] = [
     (RateLimitError, "请求太频繁，模型有点忙，请稍后再试。"),
     (ContentFilterError, "这个话题触发了平台的内容审核，换个说法试试吧。"),
     (ModelNotFoundError, "当前模型名称无效，请管理员检查模型设置。"),
+    (MessageTooLongError, "这条消息太长了，模型读不下，请精简后再发。"),
     (PromptTooLongError, "对话太长了，请管理员用 /glm reset 清空上下文后再试。"),
     (BadRequestError, "请求被平台拒绝了，请稍后再试或联系管理员。"),
     (APITimeoutError, "模型响应超时了，请稍后再试。"),
