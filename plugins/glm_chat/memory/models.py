@@ -4,16 +4,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..chat.labels import clean_name
+
 
 @dataclass(frozen=True)
 class Speaker:
     """Who said a group message, as the model sees it: ``nickname(qq)``."""
 
     user_id: str
-    name: str
+    name: str  # as captured; older rows hold raw names, so the label cleans it again
 
     def label(self) -> str:
-        return f"{self.name}({self.user_id})"
+        """``nickname(qq)``, the name cleaned so that it cannot imitate a label itself."""
+        return f"{clean_name(self.name, self.user_id)}({self.user_id})"
 
 
 @dataclass(frozen=True)
