@@ -2,13 +2,19 @@ import json
 
 import pytest
 
-from plugins.glm_chat.glm.completion import StreamAssembler, completion_from_json, split_reasoning
+from plugins.glm_chat.glm.completion import (
+    Completion,
+    StreamAssembler,
+    completion_from_json,
+    split_reasoning,
+)
 from plugins.glm_chat.glm.errors import (
     ContentFilterError,
     RateLimitError,
     UpstreamError,
 )
 from plugins.glm_chat.glm.sse import iter_sse_data
+from plugins.glm_chat.qq.render import answer_text
 
 
 async def chunks(*items: bytes):
@@ -90,16 +96,69 @@ def test_frame_that_is_not_json_is_an_upstream_error():
         StreamAssembler().feed("<html>502</html>")
 
 
-def test_reasoning_never_reaches_the_answer():
+def test_reasoning_content_never_reaches_the_answer():
     assembler = StreamAssembler()
     assembler.feed(json.dumps({"choices": [{"delta": {"reasoning_content": "让我想想"}}]}))
     assembler.feed(chunk("答案", "stop"))
     result = assembler.result()
     assert result.content == "答案" and result.reasoning == "让我想想"
 
-    assert split_reasoning("<think>先算一下</think>\n结果是 4") == ("结果是 4", "先算一下")
-    assert split_reasoning("先算一下</think>结果是 4") == ("结果是 4", "先算一下")
+
+def answer(model: str, content: str) -> Completion:
+    """The completion of a sync response whose whole text is ``content``."""
+    message = {"finish_reason": "stop", "message": {"content": content}}
+    return completion_from_json({"model": model, "choices": [message]})
+
+
+def streamed(model: str, *pieces: str) -> Completion:
+    assembler = StreamAssembler()
+    for piece in pieces:
+        assembler.feed(chunk(piece, model=model))
+    assembler.feed(chunk("", "stop", model=model))
+    return assembler.result()
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        "<think> 标签不是标准 HTML，浏览器会把它当作未知元素。",
+        "HTML 里的 <think> 标签是什么意思？它不是标准标签，</think> 也不是。",
+        "推理模型的输出以 </think> 结束思考部分。",
+    ],
+)
+def test_an_answer_that_mentions_the_tag_reaches_qq_whole(content):
+    assert answer_text(answer("glm-4-flash", content)) == content
+    half = len(content) // 2
+    assert answer_text(streamed("glm-4-flash", content[:half], content[half:])) == content
+
+
+@pytest.mark.parametrize("model", ["glm-z1-air", "GLM-Z1-Flash"])
+def test_glm_z1_leading_reasoning_block_is_removed(model):
+    result = streamed(model, "<thi", "nk>\n先算 2+2。\n</th", "ink>\n\n结果是 4，<think> 是标签。")
+    assert result.content == "结果是 4，<think> 是标签。"
+    assert result.reasoning == "先算 2+2。"
+    assert answer(model, "<think>先算</think>结果是 4").content == "结果是 4"
+
+
+def test_glm_z1_reasoning_without_its_opening_tag_is_removed():
+    result = answer("glm-z1-flash", "先算 2+2。\n</think>\n结果是 4")
+    assert (result.content, result.reasoning) == ("结果是 4", "先算 2+2。")
+
+
+def test_reasoning_that_never_ends_leaves_no_answer():
+    with pytest.raises(UpstreamError, match="empty answer"):
+        answer("glm-z1-air", "<think>想到一半被截断")
+
+
+def test_split_reasoning_only_takes_a_leading_block():
+    assert split_reasoning("  <think>先算一下</think>\n结果是 4") == ("结果是 4", "先算一下")
     assert split_reasoning("<think>想到一半被截断") == ("", "想到一半被截断")
+    assert split_reasoning("<think>想</think>答", "glm-4-flash") == ("答", "想")
+    assert split_reasoning("<think> 是标签", "glm-4-flash") == ("<think> 是标签", "")
+    assert split_reasoning("先算一下</think>结果是 4") == ("先算一下</think>结果是 4", "")
+    assert split_reasoning("先算一下</think>结果是 4", "glm-z1-air") == ("结果是 4", "先算一下")
+    late = "前言 <think>x</think> 后"
+    assert split_reasoning(late, "glm-z1-air") == (late, "")
 
 
 def test_sync_body_parsing():

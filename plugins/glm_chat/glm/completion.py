@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import ContentFilterError, UpstreamError, error_for
 
-_THINK_BLOCK = re.compile(r"<think>.*?(?:</think>|\Z)", re.DOTALL)
+_THINK_OPEN, _THINK_CLOSE = "<think>", "</think>"
+_REASONING_BLOCK_MODELS = ("glm-z1",)
 
 
 @dataclass
@@ -43,16 +43,29 @@ class Completion:
     web_search: list[dict[str, Any]] = field(default_factory=list)
 
 
-def split_reasoning(text: str) -> tuple[str, str]:
-    """Separate ``<think>`` blocks (GLM-Z1) from the answer: ``(answer, reasoning)``."""
-    reasoning: list[str] = []
-    head, closed, tail = text.partition("</think>")
-    if closed and "<think>" not in head:  # the server dropped the opening tag
-        reasoning.append(head)
-        text = tail
-    answer = _THINK_BLOCK.sub(lambda m: reasoning.append(m.group(0)) or "", text)
-    cleaned = [r.replace("<think>", "").replace("</think>", "").strip() for r in reasoning]
-    return answer.strip(), "\n".join(r for r in cleaned if r)
+def _writes_reasoning_blocks(model: str) -> bool:
+    """Whether ``model`` writes its reasoning into the text, in a leading ``<think>`` block."""
+    return model.lower().startswith(_REASONING_BLOCK_MODELS)
+
+
+def split_reasoning(text: str, model: str = "") -> tuple[str, str]:
+    """Separate a leading ``<think>`` block from the answer: ``(answer, reasoning)``.
+
+    The block runs to the first ``</think>``. One that never closes is all reasoning, unless
+    ``model`` is named and writes no such blocks: its answer merely starts with the tag. GLM-Z1
+    text with a ``</think>`` but no ``<think>`` before it lost its opening tag on the way. Any
+    other mention of the tags belongs to the answer.
+    """
+    body = text.lstrip()
+    if body.startswith(_THINK_OPEN):
+        reasoning, closed, answer = body[len(_THINK_OPEN) :].partition(_THINK_CLOSE)
+        if closed or not model or _writes_reasoning_blocks(model):
+            return answer.strip(), reasoning.strip()
+    elif _writes_reasoning_blocks(model):
+        reasoning, closed, answer = body.partition(_THINK_CLOSE)
+        if closed and _THINK_OPEN not in reasoning:
+            return answer.strip(), reasoning.strip()
+    return text.strip(), ""
 
 
 def check_finish_reason(reason: str | None) -> None:
@@ -67,7 +80,7 @@ def _finish(
     content: str, reasoning: str, model: str, reason: str | None, usage: Usage, search: list
 ) -> Completion:
     check_finish_reason(reason)
-    answer, think = split_reasoning(content)
+    answer, think = split_reasoning(content, model)
     reasoning = "\n".join(part for part in (reasoning.strip(), think) if part)
     if not answer:
         raise UpstreamError("the model returned an empty answer")
