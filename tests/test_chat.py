@@ -2,11 +2,13 @@
 
 import asyncio
 from collections.abc import AsyncIterator
+from functools import partial
 from pathlib import Path
 
 import pytest
 
 from plugins.glm_chat.chat.prompt import GROUP_NOTE
+from plugins.glm_chat.chat.queue import ChatQueues
 from plugins.glm_chat.chat.service import ChatService, ChatSettings, Question
 from plugins.glm_chat.glm.auth import KeyPool
 from plugins.glm_chat.glm.client import Backoff, GLMClient
@@ -14,9 +16,14 @@ from plugins.glm_chat.glm.errors import UpstreamError
 from plugins.glm_chat.memory.models import Speaker
 from plugins.glm_chat.memory.store import ContextStore
 from tests.conftest import API_KEY_ID, API_KEY_SECRET
+from tests.support.answers import ask
 from tests.support.fake_glm import FakeGLM, Fault
 
 ALICE = Speaker("1001", "Alice")
+
+
+async def _not_personal() -> bool:
+    return False
 
 
 @pytest.fixture
@@ -35,8 +42,8 @@ async def service(tmp_db: Path, fake_glm: FakeGLM, glm_base_url: str) -> AsyncIt
 
 
 async def test_the_second_question_carries_the_first_turn(service, fake_glm):
-    first = await service.ask(Question("group:1", "我叫Alice", ALICE))
-    await service.ask(Question("group:1", "我叫什么？", ALICE))
+    first = await ask(service, Question("group:1", "我叫Alice", ALICE))
+    await ask(service, Question("group:1", "我叫什么？", ALICE))
     second = fake_glm.completions()[-1].messages
     assert second[0] == {"role": "system", "content": "你是助手" + GROUP_NOTE}
     assert second[1:] == [
@@ -47,33 +54,39 @@ async def test_the_second_question_carries_the_first_turn(service, fake_glm):
 
 
 async def test_private_chats_get_the_plain_system_prompt(service, fake_glm):
-    await service.ask(Question("private:5", "hi", None))
+    await ask(service, Question("private:5", "hi", None))
     assert fake_glm.completions()[-1].messages[0]["content"] == "你是助手"
 
 
 async def test_a_failed_call_stores_nothing(service, fake_glm):
-    await service.ask(Question("group:2", "第一句", ALICE))
+    await ask(service, Question("group:2", "第一句", ALICE))
     fake_glm.push(*[Fault("error", 500, "500", "internal")] * 2)
     with pytest.raises(UpstreamError):
-        await service.ask(Question("group:2", "第二句", ALICE))
+        await ask(service, Question("group:2", "第二句", ALICE))
     assert [t.question for t in await service.store.recent("group:2", 10)] == ["第一句"]
 
 
 async def test_prompt_too_long_is_trimmed_harder_once(service, fake_glm):
     for i in range(6):
-        await service.ask(Question("group:3", f"问题{i} " + "长" * 400, ALICE))
+        await ask(service, Question("group:3", f"问题{i} " + "长" * 400, ALICE))
     fake_glm.push(Fault("error", 400, "1261", "prompt too long"))
-    await service.ask(Question("group:3", "最后", ALICE))
+    await ask(service, Question("group:3", "最后", ALICE))
     refused, retried = (r.messages for r in fake_glm.completions()[-2:])
     assert len(retried) < len(refused)
     assert retried[-1]["content"] == "Alice(1001): 最后"
 
 
-async def test_concurrent_questions_in_one_conversation_are_answered_in_order(service, fake_glm):
+async def test_questions_queued_in_one_chat_are_answered_in_order(service, fake_glm):
     fake_glm.latency = 0.05
+    queues = ChatQueues(lambda chat: _not_personal())
     try:
         answers = await asyncio.gather(
-            *(service.ask(Question("group:4", f"第{i}条", ALICE)) for i in range(5))
+            *(
+                queues.submit(
+                    "group:4", partial(ask, service, Question("group:4", f"第{i}条", ALICE))
+                )
+                for i in range(5)
+            )
         )
     finally:
         fake_glm.latency = 0.0
@@ -87,7 +100,7 @@ async def test_concurrent_questions_in_one_conversation_are_answered_in_order(se
 
 
 async def test_reset_and_status(service):
-    await service.ask(Question("group:6", "记住这个", ALICE))
+    await ask(service, Question("group:6", "记住这个", ALICE))
     status = await service.status("group:6")
     assert (status.turns, status.model, status.call_mode) == (1, "glm-4-flash", "stream")
     assert status.tokens > 0
@@ -113,7 +126,7 @@ async def test_thinking_and_web_search_go_into_the_request(tmp_db, fake_glm, glm
     service = ChatService(store, client, settings)
     try:
         await service.update_options("group:8", web_search=True)
-        await service.ask(Question("group:8", "想一想", ALICE))
+        await ask(service, Question("group:8", "想一想", ALICE))
     finally:
         await client.aclose()
         await store.close()

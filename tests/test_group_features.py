@@ -12,6 +12,7 @@ from plugins.glm_chat.config import DEFAULT_SYSTEM_PROMPT
 from plugins.glm_chat.memory.models import Speaker
 from plugins.glm_chat.runtime import get_services
 from tests.conftest import SUPERUSER_ID
+from tests.support.answers import ask
 from tests.support.events import group_message, private_message
 from tests.support.fake_glm import Fault
 from tests.support.matching import configure, plain, quoted, receive, stored
@@ -42,7 +43,7 @@ async def talk(group: int, text: str, turns: int) -> None:
     """Fill a group's shared context with ``turns`` turns, straight through the service."""
     chat = get_services().chat
     for turn in range(turns):
-        await chat.ask(Question(f"group:{group}", f"{text}{turn}", ALICE, f"group:{group}"))
+        await ask(chat, Question(f"group:{group}", f"{text}{turn}", ALICE, f"group:{group}"))
 
 
 async def test_persona_is_shown_set_by_admins_and_kept_however_long_the_talk(
@@ -89,9 +90,9 @@ async def test_model_is_set_by_superusers_and_an_unknown_one_is_reported(app: Ap
     assert fake_glm.completions()[-1].body["model"] == "glm-4-nosuch"
 
     back = command("/glm model default", group, user_id=SUPERUSER_ID)
-    await receive(app, back, quoted(back, "模型已恢复默认：glm-4-flash"))
+    await receive(app, back, quoted(back, "模型已恢复默认：glm-4-flash-250414"))
     await mention(app, group, "再试", "回声#2：小明(42): 再试")  # the failure stored nothing
-    assert fake_glm.completions()[-1].body["model"] == "glm-4-flash"
+    assert fake_glm.completions()[-1].body["model"] == "glm-4-flash-250414"
 
 
 async def test_personal_mode_keeps_members_apart(app: App, fake_glm, group):

@@ -114,7 +114,7 @@ async def test_an_image_goes_to_the_vision_model_and_only_a_placeholder_is_store
     )
     await receive(app, event, quoted(event, "回声#2：小明(42): 这是什么？"))
     request = fake_glm.completions()[-1].body
-    assert request["model"] == "glm-4v-flash"
+    assert request["model"] == "glm-4.6v-flash"
     assert request["messages"][-1]["content"] == [
         {"type": "text", "text": "小明(42): 这是什么？"},
         {"type": "image_url", "image_url": {"url": url}},
@@ -257,7 +257,8 @@ async def test_status(app: App):
         event,
         quoted(
             event,
-            f"模型：glm-4-flash（stream 模式）\n已记住 1 轮对话，最近的上下文约 {tokens} tokens",
+            f"模型：glm-4-flash-250414（stream 模式）\n"
+            f"已记住 1 轮对话，最近的上下文约 {tokens} tokens",
         ),
     )
 

@@ -1,11 +1,22 @@
+import inspect
+import os
+import re
 import sqlite3
+import stat
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from plugins.glm_chat.glm.completion import Usage
-from plugins.glm_chat.memory.models import Speaker, Turn
-from plugins.glm_chat.memory.store import MIGRATIONS, ContextStore, SchemaTooNewError
+from plugins.glm_chat.memory import store as store_module
+from plugins.glm_chat.memory.models import ChatOptions, Speaker, Turn
+from plugins.glm_chat.memory.store import (
+    MIGRATIONS,
+    ContextStore,
+    SchemaTooNewError,
+    StoreOpenError,
+)
 
 ALICE = Speaker("1001", "Alice")
 
@@ -13,7 +24,7 @@ ALICE = Speaker("1001", "Alice")
 async def test_folder_is_created_and_turns_survive_a_reopen(tmp_db: Path):
     store = await ContextStore.open(tmp_db)
     await store.append_turn(
-        "group:1", Turn("你好", "你好呀", ALICE), model="glm-4-flash", usage=Usage(10, 5, 15)
+        "group:1", Turn("你好", "你好呀", ALICE), model="glm-4-flash-250414", usage=Usage(10, 5, 15)
     )
     await store.append_turn("group:1", Turn("再见", "拜拜", Speaker("1002", "Bob")))
     await store.close()
@@ -121,13 +132,86 @@ async def test_a_v1_database_is_migrated_and_its_usage_counted(tmp_db: Path, mon
 
 
 async def test_chat_options_are_saved(tmp_db: Path):
-    from plugins.glm_chat.memory.models import ChatOptions
-
     store = await ContextStore.open(tmp_db)
     try:
         assert await store.options("group:9") == ChatOptions()
         wanted = ChatOptions(persona="猫", model="glm-4-plus", personal=True, web_search=True)
         await store.save_options("group:9", wanted)
         assert await store.options("group:9") == wanted
+    finally:
+        await store.close()
+
+
+def mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+@pytest.fixture
+def open_umask() -> Iterator[None]:
+    """Files are created group- and world-readable unless the store says otherwise."""
+    previous = os.umask(0o022)
+    yield
+    os.umask(previous)
+
+
+async def test_the_database_and_its_side_files_are_private(tmp_db: Path, open_umask):
+    store = await ContextStore.open(tmp_db)
+    try:
+        await store.append_turn("group:1", Turn("q", "a"))
+        side_files = [tmp_db.with_name(tmp_db.name + suffix) for suffix in ("-wal", "-shm")]
+        assert all(path.exists() for path in side_files)
+        assert [mode(path) for path in (tmp_db, *side_files)] == [0o600] * 3
+    finally:
+        await store.close()
+
+
+async def test_an_existing_database_is_made_private_on_open(tmp_db: Path, open_umask):
+    tmp_db.parent.mkdir(parents=True)
+    sqlite3.connect(tmp_db).close()
+    wal = tmp_db.with_name(tmp_db.name + "-wal")
+    wal.touch()
+    for path in (tmp_db, wal):
+        path.chmod(0o644)
+    store = await ContextStore.open(tmp_db)
+    try:
+        assert (mode(tmp_db), mode(wal)) == (0o600, 0o600)
+    finally:
+        await store.close()
+
+
+async def test_a_path_that_cannot_hold_a_database_says_why(tmp_path: Path):
+    (tmp_path / "a-file").write_text("")
+    under_a_file = tmp_path / "a-file" / "glm.db"
+    with pytest.raises(StoreOpenError) as error:
+        await ContextStore.open(under_a_file)
+    assert str(error.value) == (
+        f"cannot create or open {under_a_file} (Not a directory: {under_a_file.parent})"
+    )
+
+    not_a_database = tmp_path / "notes.txt"
+    not_a_database.write_text("shopping list\n" * 1000)
+    with pytest.raises(StoreOpenError) as error:
+        await ContextStore.open(not_a_database)
+    assert str(error.value) == f"cannot create or open {not_a_database} (file is not a database)"
+
+
+def test_the_sql_uses_no_numbered_placeholders():
+    # sqlite3 warns about ?1 with a parameter sequence from Python 3.12 and refuses it from 3.14.
+    assert not re.search(r"\?\d", inspect.getsource(store_module))
+
+
+@pytest.mark.filterwarnings("error::DeprecationWarning")
+async def test_every_query_runs_without_deprecation_warnings(tmp_db: Path):
+    store = await ContextStore.open(tmp_db)
+    try:
+        await store.append_turn("group:1", Turn("q", "a", ALICE), usage=Usage(1, 1, 2))
+        await store.append_turn("group:1:1001", Turn("q", "a"), scope="group:1")
+        assert len(await store.recent("group:1", 5)) == 1
+        assert await store.count("group:1") == 1
+        await store.save_options("group:1", ChatOptions(persona="猫"))
+        assert (await store.options("group:1")).persona == "猫"
+        (scope, day, tokens), *_ = await store.usage_since("2000-01-01", "group:1")
+        assert await store.tokens_on(scope, day) == tokens == 2
+        assert await store.reset("group:1", with_members=True) == 2
     finally:
         await store.close()

@@ -1,10 +1,11 @@
 """glm-chat: talk to Zhipu AI's GLM models from QQ groups and private chats."""
 
-from nonebot import get_driver, get_plugin_config
+from nonebot import get_driver
 from nonebot.plugin import PluginMetadata
 
 from .config import Config
 from .runtime import close_services, open_services
+from .startup import load_config, stop_on_store_error
 
 __plugin_meta__ = PluginMetadata(
     name="GLM 聊天",
@@ -16,13 +17,14 @@ __plugin_meta__ = PluginMetadata(
     supported_adapters={"~onebot.v11"},
 )
 
-plugin_config = get_plugin_config(Config)
+plugin_config = load_config()  # a bad setting stops the start here, with one line
 _driver = get_driver()
 
 
 @_driver.on_startup
 async def _start() -> None:
-    await open_services(plugin_config)
+    with stop_on_store_error():
+        await open_services(plugin_config)
 
 
 @_driver.on_shutdown
@@ -30,5 +32,4 @@ async def _stop() -> None:
     await close_services()
 
 
-from .qq import commands as commands  # noqa: E402  (matchers register on import)
-from .qq import handlers as handlers  # noqa: E402
+from .qq import intake as intake  # noqa: E402  (the matcher and preprocessor register on import)

@@ -7,12 +7,15 @@ from dataclasses import dataclass
 from nonebot.log import logger
 
 from .chat.limits import Cooldown, OncePerDay
+from .chat.queue import ChatQueues
 from .chat.service import ChatService, ChatSettings
 from .chat.stats import CallStats
 from .config import Config
-from .glm.auth import KeyPool, key_label
+from .glm.auth import KeyPool
 from .glm.client import CallRecord, GLMClient
 from .memory.store import ContextStore
+from .qq.delivery import RecentIds
+from .startup import keys_to_use, report_ready
 
 
 @dataclass(frozen=True)
@@ -22,8 +25,11 @@ class Services:
     config: Config
     chat: ChatService
     stats: CallStats
+    queues: ChatQueues
     cooldown: Cooldown
-    quota_notices: OncePerDay
+    quota_notices: OncePerDay  # chats told today that their token quota is spent
+    private_notices: OncePerDay  # users told today that private chat is closed to them
+    sent: RecentIds  # ids of the messages the bot sent: a reply to one is addressed to it
 
 
 _services: Services | None = None
@@ -50,17 +56,7 @@ def call_line(record: CallRecord) -> str:
 async def open_services(config: Config) -> Services:
     """Open the store and the HTTP client; log one clear line if no key is set."""
     global _services
-    keys, malformed = config.usable_keys()
-    for key in malformed:
-        logger.error(
-            f"glm-chat: GLM_API_KEY entry {key_label(key)} is not 'id.secret' and is not used;"
-            " copy the whole key from the BigModel console, or set GLM_AUTH=key for a raw key."
-        )
-    if not keys:
-        logger.warning(
-            "glm-chat: GLM_API_KEY is not set; the bot runs but only answers that it is not"
-            " configured. Put GLM_API_KEY=<id.secret> in .env.prod or the environment."
-        )
+    keys = keys_to_use(config)  # logs what is wrong with GLM_API_KEY
     store = await ContextStore.open(config.glm_db_path)
     stats = CallStats()
 
@@ -85,30 +81,42 @@ async def open_services(config: Config) -> Services:
         context_tokens=config.glm_context_tokens,
         thinking=config.glm_thinking,
     )
+    chat = ChatService(store, client, settings)
+
+    async def personal(chat_key: str) -> bool:
+        return (await chat.options(chat_key)).personal
+
     _services = Services(
         config,
-        ChatService(store, client, settings),
+        chat,
         stats,
+        ChatQueues(personal),
         Cooldown(),
         OncePerDay(),
+        OncePerDay(),
+        RecentIds(),
     )
-    logger.info(
-        f"glm-chat ready: model={settings.model} mode={settings.call_mode}"
-        f" db={config.glm_db_path} keys={len(keys)}"
-    )
+    report_ready(config)
     return _services
 
 
 async def close_services() -> None:
+    """Stop queued and running work first, then close the HTTP client and the database."""
     global _services
     if _services is not None:
-        chat, _services = _services.chat, None
-        await chat.client.aclose()
-        await chat.store.close()
+        services, _services = _services, None
+        await services.queues.close()
+        await services.chat.client.aclose()
+        await services.chat.store.close()
 
 
 def get_services() -> Services:
     """The running services (a NoneBot dependency for the matchers)."""
     if _services is None:
         raise RuntimeError("glm-chat is not started yet")
+    return _services
+
+
+def running_services() -> Services | None:
+    """The services while the bot runs, else None (before startup, after shutdown)."""
     return _services

@@ -73,7 +73,7 @@ async def test_a_group_conversation_is_shared_kept_apart_and_survives_a_restart(
         assert len(fake.completions()) == 9  # the three commands never reached the API
 
     log = log_path.read_text("utf-8")
-    assert "glm call conv=group:1 model=glm-4-flash mode=stream ok=true" in log
+    assert "glm call conv=group:1 model=glm-4-flash-250414 mode=stream ok=true" in log
     assert KEY_SECRET not in log
 
 

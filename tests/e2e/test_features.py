@@ -66,7 +66,7 @@ async def test_images_reach_the_vision_model_and_never_the_database(
         )
         await qq.reply_to(asked)
         sent = fake.completions()[-1].body
-        assert sent["model"] == "glm-4v-flash"
+        assert sent["model"] == "glm-4.6v-flash"
         assert sent["messages"][-1]["content"] == [
             {"type": "text", "text": "Alice(111): 图里是什么？"},
             {"type": "image_url", "image_url": {"url": png}},

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from tests.support.onebot_client import OneBotClient
@@ -23,8 +25,11 @@ def free_port() -> int:
 class BotProcess:
     """Starts and stops the bot; its output goes to ``log_path``."""
 
-    def __init__(self, env: dict[str, str], log_path: Path, script: str = "bot.py") -> None:
+    def __init__(
+        self, env: dict[str, str], log_path: Path, script: str = "bot.py", *, cwd: Path = ROOT
+    ) -> None:
         self.script = script
+        self.cwd = cwd
         self.port = free_port()
         self.log_path = log_path
         inherited = {k: v for k, v in os.environ.items() if not k.startswith(("GLM_", "ONEBOT_"))}
@@ -39,12 +44,23 @@ class BotProcess:
         with self.log_path.open("ab") as log:
             self._process = subprocess.Popen(
                 [sys.executable, self.script],
-                cwd=ROOT,
+                cwd=self.cwd,
                 env=self.env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
         return self
+
+    def run_to_exit(self, timeout: float = 60.0) -> int:
+        """Start the bot and wait for it to exit by itself (e.g. refusing a setting): its exit
+        code; what it printed is in ``log()``. A bot still running after ``timeout`` is killed."""
+        self.start()
+        assert self._process is not None
+        try:
+            return self._process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            raise AssertionError(f"the bot did not exit:\n{self.log()[-3000:]}") from None
 
     def stop(self, timeout: float = 20.0) -> int:
         """Ask the bot to shut down (Ctrl+C) and wait; kill it if it does not."""
@@ -57,6 +73,31 @@ class BotProcess:
                 self._process.kill()
                 self._process.wait()
         return self._process.returncode
+
+    async def terminate(self, timeout: float = 30.0) -> tuple[int, float]:
+        """``kill -TERM``, as a service manager stops the bot: ``(exit code, seconds taken)``.
+
+        The test's event loop keeps running meanwhile, so its QQ client can answer the bot.
+        """
+        process = self._process
+        assert process is not None
+        started = time.monotonic()
+        process.send_signal(signal.SIGTERM)
+        try:
+            code = await asyncio.to_thread(process.wait, timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            code = process.wait()
+        return code, time.monotonic() - started
+
+    async def wait_for_log(self, text: str, timeout: float = 30.0) -> str:
+        """Until the bot's log contains ``text`` (the test's event loop keeps running)."""
+        deadline = time.monotonic() + timeout
+        while text not in (log := self.log()):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{text!r} not in the log:\n{log[-3000:]}")
+            await asyncio.sleep(0.05)
+        return log
 
     @property
     def running(self) -> bool:

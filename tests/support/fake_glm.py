@@ -41,7 +41,8 @@ class Fault:
     kind: ``error`` (``status`` + ``code``), ``text`` (the exact body ``body``), ``sse_error``
     (stream some text, then an error frame), ``finish`` (stream ends with ``finish_reason``),
     ``no_choices`` (200 JSON without choices), ``hang`` (answer after ``delay`` seconds),
-    ``reply`` (answer with ``body`` as the model's text).
+    ``reply`` (answer with ``body`` as the model's text), ``hold`` (answer, with ``body`` if
+    given, once the test calls ``FakeGLM.release()``).
     """
 
     kind: str
@@ -95,9 +96,23 @@ class FakeGLM:
     tasks: dict[str, dict[str, Any]] = field(default_factory=dict)
     polls: int = 0
     poll_faults: deque[Fault] = field(default_factory=deque)  # what the next polls get instead
+    holding: int = 0  # requests waiting for release()
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
+        self._released = threading.Event()
+
+    def release(self) -> None:
+        """Let every held request (``Fault("hold")``) answer, now and from now on."""
+        self._released.set()
+
+    async def wait_holding(self, count: int = 1, timeout: float = 30.0) -> None:
+        """Until ``count`` requests are held (call from the test's own event loop)."""
+        deadline = time.monotonic() + timeout
+        while self.holding < count:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{self.holding} of {count} requests held")
+            await asyncio.sleep(0.01)
 
     def push(self, *faults: Fault) -> None:
         with self._lock:
@@ -128,6 +143,7 @@ class FakeGLM:
             self.faults.clear()
             self.poll_faults.clear()
             self.refused_1302 = self.peak_in_flight = self.polls = 0
+        self._released.clear()
 
     # --- auth ---------------------------------------------------------------------------------
     def check_auth(self, authorization: str) -> tuple[dict[str, Any] | None, Response | None]:
@@ -202,11 +218,20 @@ class FakeGLM:
             fault = self._next_fault()
             if fault is not None and fault.kind == "hang":
                 await asyncio.sleep(fault.delay)
+            elif fault is not None and fault.kind == "hold":
+                await self._hold()
             elif self.latency:
                 await asyncio.sleep(self.latency)
-            if fault is not None and fault.kind not in ("hang", "reply", "sse_error", "finish"):
+            if fault is not None and fault.kind not in (
+                "hang",
+                "hold",
+                "reply",
+                "sse_error",
+                "finish",
+            ):
                 return fault_response(fault)
-            text = fault.body if fault is not None and fault.kind == "reply" else self.reply(body)
+            scripted = fault is not None and fault.kind in ("reply", "hold") and fault.body
+            text = fault.body if scripted else self.reply(body)
             if body.get("stream"):
                 release = False
                 return StreamingResponse(
@@ -218,6 +243,17 @@ class FakeGLM:
         finally:
             if release:
                 self._release()
+
+    async def _hold(self) -> None:
+        with self._lock:
+            self.holding += 1
+        try:
+            # release() comes from the test's thread: poll, so a held request never pins one.
+            while not self._released.is_set():  # noqa: ASYNC110
+                await asyncio.sleep(0.01)
+        finally:
+            with self._lock:
+                self.holding -= 1
 
     def _release(self) -> None:
         with self._lock:

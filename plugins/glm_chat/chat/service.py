@@ -1,15 +1,20 @@
-"""The chat service: one turn of a conversation, from stored context to stored answer."""
+"""The chat service: one turn of a conversation, from stored context to stored answer.
+
+It does not order work: each chat's queue (``queue.py``) runs one turn of a conversation at a
+time, so a turn always sees every turn before it.
+"""
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from ..config import DEFAULT_VISION_MODEL
 from ..glm.client import CallMode, GLMClient
 from ..glm.completion import Completion
-from ..glm.errors import PromptTooLongError
-from ..locks import KeyedLocks
+from ..glm.errors import MessageTooLongError, PromptTooLongError
 from ..memory.models import ChatOptions, Speaker, Turn
 from ..memory.store import ContextStore
 from .prompt import GROUP_NOTE, build_messages, history_tokens
@@ -26,7 +31,7 @@ class ChatSettings:
 
     system_prompt: str
     model: str
-    vision_model: str = "glm-4v-flash"
+    vision_model: str = DEFAULT_VISION_MODEL
     call_mode: CallMode = "stream"
     history_turns: int = 20
     context_tokens: int = 6000
@@ -75,13 +80,12 @@ def private_key(user_id: int | str) -> str:
 
 
 class ChatService:
-    """Answers messages, one at a time per conversation, each seeing the turns before it."""
+    """Answers messages and keeps each conversation's turns and each chat's settings."""
 
     def __init__(self, store: ContextStore, client: GLMClient, settings: ChatSettings) -> None:
         self.store = store
         self.client = client
         self.settings = settings
-        self._locks = KeyedLocks()
         self._options: dict[str, ChatOptions] = {}  # insertion order: oldest first
 
     async def options(self, chat: str) -> ChatOptions:
@@ -105,18 +109,15 @@ class ChatService:
             return self.settings.vision_model
         return options.model or self.settings.model
 
-    async def ask(self, question: Question) -> Completion:
-        """Answer ``question`` and store the turn; on failure nothing is stored."""
-        settings = self.settings
+    async def answer(
+        self, question: Question, hand_over: Callable[[Completion], Awaitable[bool]]
+    ) -> Completion:
+        """Answer ``question`` and hand the answer over (to QQ, to a browser); the turn is
+        stored only when ``hand_over`` says it got through. A failed call stores nothing."""
         options = await self.options(question.chat)
-        async with self._locks.hold(question.conversation):
-            history = await self.store.recent(question.conversation, settings.history_turns)
-            budget = settings.context_tokens
-            try:
-                completion = await self._complete(question, options, history, budget)
-            except PromptTooLongError:
-                # Our estimate was too generous for this model: trim much harder, once.
-                completion = await self._complete(question, options, history, budget // 3)
+        history = await self.store.recent(question.conversation, self.settings.history_turns)
+        completion = await self._complete_fitting(question, options, history)
+        if await hand_over(completion):
             await self.store.append_turn(
                 question.conversation,
                 Turn(question.stored_text(), completion.content, question.speaker),
@@ -124,16 +125,43 @@ class ChatService:
                 usage=completion.usage,
                 scope=question.scope,
             )
-            return completion
+        return completion
 
-    async def _complete(
+    async def _complete_fitting(
+        self, question: Question, options: ChatOptions, history: list[Turn]
+    ) -> Completion:
+        budget = self.settings.context_tokens
+        try:
+            return await self._call_within(question, options, history, budget)
+        except MessageTooLongError:
+            raise
+        except PromptTooLongError:
+            # Our estimate was too generous for this model: trim much harder, once.
+            return await self._call_within(question, options, history, budget // 3)
+
+    async def _call_within(
         self, question: Question, options: ChatOptions, history: list[Turn], budget: int
     ) -> Completion:
+        """One call with as much history as fits ``budget``; a prompt the model still finds
+        too long without any history means the message itself is too long."""
+        messages = self._messages(question, options, history, budget)
+        try:
+            return await self._call(question, options, messages)
+        except PromptTooLongError as error:
+            if _carries_history(messages):
+                raise
+            raise MessageTooLongError(
+                error.message, code=error.code, status=error.status
+            ) from error
+
+    def _messages(
+        self, question: Question, options: ChatOptions, history: list[Turn], budget: int
+    ) -> list[dict[str, Any]]:
         settings = self.settings
         system_prompt = options.persona or settings.system_prompt
         if question.speaker is not None:
             system_prompt += GROUP_NOTE
-        messages = build_messages(
+        return build_messages(
             system_prompt,
             history,
             question.text or (IMAGE_ONLY_QUESTION if question.images else ""),
@@ -142,6 +170,11 @@ class ChatService:
             max_turns=settings.history_turns,
             token_budget=budget,
         )
+
+    async def _call(
+        self, question: Question, options: ChatOptions, messages: list[dict[str, Any]]
+    ) -> Completion:
+        settings = self.settings
         request_options: dict[str, Any] = {}
         if settings.thinking:
             request_options["thinking"] = {"type": settings.thinking}
@@ -156,9 +189,8 @@ class ChatService:
         )
 
     async def reset(self, conversation: str, *, with_members: bool = False) -> int:
-        """Forget the conversation; waits for an answer in progress so it is not re-added."""
-        async with self._locks.hold(conversation):
-            return await self.store.reset(conversation, with_members=with_members)
+        """Forget the conversation (``with_members``: and its members' personal ones)."""
+        return await self.store.reset(conversation, with_members=with_members)
 
     async def status(self, conversation: str, chat: str | None = None) -> ConversationStatus:
         settings = self.settings
@@ -170,3 +202,8 @@ class ChatService:
             turns=await self.store.count(conversation),
             tokens=history_tokens(history),
         )
+
+
+def _carries_history(messages: list[dict[str, Any]]) -> bool:
+    """Whether a request holds any past turn (an assistant message) besides the new message."""
+    return any(message["role"] == "assistant" for message in messages)

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import errno
+import os
+import sqlite3
+import stat
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -90,8 +94,42 @@ async def _add_settings_and_usage(db: aiosqlite.Connection) -> None:
 MIGRATIONS: list[Migration] = [_create_turns, _add_settings_and_usage]
 
 
-class SchemaTooNewError(RuntimeError):
+# SQLite's side files, created beside the database with the database file's mode.
+SIDE_FILES = ("-wal", "-shm", "-journal")
+
+
+class StoreOpenError(RuntimeError):
+    """The database could not be created or opened; the message says which file and why."""
+
+
+class SchemaTooNewError(StoreOpenError):
     """The database was written by a newer glm-chat."""
+
+
+def _private_file(path: Path) -> None:
+    """Create the folder and the file, readable by its owner only; tighten older files."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except FileExistsError as error:  # a file has the folder's name
+        raise NotADirectoryError(
+            errno.ENOTDIR, os.strerror(errno.ENOTDIR), error.filename
+        ) from None
+    os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+    for file in (path, *(path.with_name(path.name + suffix) for suffix in SIDE_FILES)):
+        try:
+            mode = stat.S_IMODE(file.stat().st_mode)
+        except FileNotFoundError:
+            continue
+        if mode & 0o077:
+            file.chmod(mode & 0o700)
+
+
+def _open_error(path: Path, error: OSError | sqlite3.Error) -> StoreOpenError:
+    """``cannot create or open PATH (REASON)``, REASON in the OS's (or SQLite's) words."""
+    reason = str(error)
+    if isinstance(error, OSError) and error.strerror:
+        reason = f"{error.strerror}: {error.filename}" if error.filename else error.strerror
+    return StoreOpenError(f"cannot create or open {path} ({reason})")
 
 
 class ContextStore:
@@ -102,10 +140,14 @@ class ContextStore:
 
     @classmethod
     async def open(cls, path: Path | str) -> ContextStore:
-        """Open (creating the folder and file) and bring the schema up to date."""
+        """Open (creating the folder, and the file with mode 0600) and bring the schema up to
+        date; raises ``StoreOpenError`` saying why when the file cannot be used."""
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        db = await aiosqlite.connect(path, isolation_level=None)
+        try:
+            _private_file(path)
+            db = await aiosqlite.connect(path, isolation_level=None)
+        except (OSError, sqlite3.Error) as error:
+            raise _open_error(path, error) from error
         try:
             for pragma in (
                 "journal_mode = WAL",
@@ -116,8 +158,10 @@ class ContextStore:
                 await db.execute(f"PRAGMA {pragma}")
             store = cls(db)
             await store._migrate()
-        except BaseException:
+        except BaseException as error:
             await db.close()
+            if isinstance(error, sqlite3.DatabaseError):  # e.g. "file is not a database"
+                raise _open_error(path, error) from error
             raise
         return store
 
@@ -162,20 +206,22 @@ class ContextStore:
         await self._db.execute(
             "INSERT INTO turns (conversation, seq, speaker_id, speaker_name, question, answer,"
             " model, prompt_tokens, completion_tokens, created_at, scope)"
-            " VALUES (?1, (SELECT IFNULL(MAX(seq), 0) + 1 FROM turns WHERE conversation = ?1),"
-            " ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-            (
-                conversation,
-                speaker.user_id if speaker else None,
-                speaker.name if speaker else None,
-                turn.question,
-                turn.answer,
-                model,
-                usage.prompt_tokens,
-                usage.completion_tokens,
-                time.time(),
-                scope,
-            ),
+            " VALUES (:conversation,"
+            " (SELECT IFNULL(MAX(seq), 0) + 1 FROM turns WHERE conversation = :conversation),"
+            " :speaker_id, :speaker_name, :question, :answer, :model, :prompt_tokens,"
+            " :completion_tokens, :created_at, :scope)",
+            {
+                "conversation": conversation,
+                "speaker_id": speaker.user_id if speaker else None,
+                "speaker_name": speaker.name if speaker else None,
+                "question": turn.question,
+                "answer": turn.answer,
+                "model": model,
+                "prompt_tokens": usage.prompt_tokens,
+                "completion_tokens": usage.completion_tokens,
+                "created_at": time.time(),
+                "scope": scope,
+            },
         )
 
     async def recent(self, conversation: str, limit: int) -> list[Turn]:
@@ -202,10 +248,10 @@ class ContextStore:
     async def reset(self, conversation: str, *, with_members: bool = False) -> int:
         """Forget a conversation's turns (``with_members``: and its members' personal ones);
         returns how many were removed."""
-        sql = "DELETE FROM turns WHERE conversation = ?1"
+        sql = "DELETE FROM turns WHERE conversation = :chat"
         if with_members:
-            sql += " OR (conversation > ?1 || ':' AND conversation < ?1 || ';')"
-        cursor = await self._db.execute(sql, (conversation,))
+            sql += " OR (conversation > :chat || ':' AND conversation < :chat || ';')"
+        cursor = await self._db.execute(sql, {"chat": conversation})
         return cursor.rowcount
 
     async def options(self, scope: str) -> ChatOptions:

@@ -1,5 +1,5 @@
 """``/glm <subcommand>`` and its alias ``/重置对话``: a table of subcommands, each with who may
-run it."""
+run it. A command runs in its turn in the chat's queue (see ``intake``)."""
 
 from __future__ import annotations
 
@@ -9,16 +9,13 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from enum import Enum
 
-from nonebot import on_command
-from nonebot.adapters.onebot.v11 import GroupMessageEvent, Message, MessageEvent
-from nonebot.params import Command, CommandArg
-from nonebot.typing import T_State
+from nonebot.adapters.onebot.v11 import GroupMessageEvent, MessageEvent
 
 from ..chat.stats import WindowSummary
 from ..memory.models import ChatOptions
-from ..ordering import in_turn
 from ..runtime import Services, get_services
-from .events import chat_of, conversation_of, is_admin, is_superuser, reply_to
+from .delivery import Outbox
+from .events import chat_of, conversation_of, is_admin, is_superuser
 
 REFUSAL = "只有群主、管理员或机器人主人可以这样做。"
 SUPERUSER_REFUSAL = "只有机器人主人可以这样做。"
@@ -66,18 +63,25 @@ class Subcommand:
     role: Role  # who may run it at all
     change_role: Role | None = None  # with an argument, who may (None: same as role)
     run: Handler | None = None
+    own: bool = False  # touches only the asker's own conversation (without "all")
 
 
 SUBCOMMANDS: dict[str, Subcommand] = {}
 
 
 def subcommand(
-    name: str, usage: str, summary: str, role: Role = Role.ANYONE, change_role: Role | None = None
+    name: str,
+    usage: str,
+    summary: str,
+    role: Role = Role.ANYONE,
+    change_role: Role | None = None,
+    *,
+    own: bool = False,
 ):
     """Register ``run`` as ``/glm <name>``."""
 
     def register(run: Handler) -> Handler:
-        SUBCOMMANDS[name] = Subcommand(name, usage, summary, role, change_role, run)
+        SUBCOMMANDS[name] = Subcommand(name, usage, summary, role, change_role, run, own)
         return run
 
     return register
@@ -100,6 +104,7 @@ def _on_off(argument: str) -> bool | None:
     "/glm reset [all]",
     "清空本会话的上下文（别名 /重置对话；全群共用上下文时需管理员）",
     Role.ANYONE,
+    own=True,
 )
 async def _reset(request: Request) -> str:
     # Shared context: admins only. Personal mode: everyone their own; admins "all" for everyone.
@@ -114,7 +119,7 @@ async def _reset(request: Request) -> str:
     return f"上下文已清空（忘掉了 {removed} 轮对话）。" if removed else "上下文本来就是空的。"
 
 
-@subcommand("status", "/glm status", "查看模型、已记住的轮数和估计的 token 数")
+@subcommand("status", "/glm status", "查看模型、已记住的轮数和估计的 token 数", own=True)
 async def _status(request: Request) -> str:
     status = await request.services.chat.status(await request.conversation(), request.chat)
     return (
@@ -205,7 +210,8 @@ async def _usage(request: Request) -> str:
     store = request.services.chat.store
     today = date.today()
     since = (today - timedelta(days=6)).isoformat()
-    if is_superuser(request.event) and request.argument.lower() != "here":
+    private = not isinstance(request.event, GroupMessageEvent)
+    if private and is_superuser(request.event) and request.argument.lower() != "here":
         rows = await store.usage_since(since)
         totals: dict[str, list[int]] = {}
         for scope, day, tokens in rows:
@@ -253,7 +259,9 @@ async def _stats(request: Request) -> str:
 
 @subcommand("help", "/glm help", "显示这份帮助")
 async def _help(request: Request) -> str:
-    lines = ["群里@我或回复我的消息即可提问，私聊直接发消息。可用命令："]
+    group = isinstance(request.event, GroupMessageEvent)
+    how = "群里@我或回复我的消息即可提问。" if group else "直接发消息即可提问。"
+    lines = [how + "可用命令："]
     for command in SUBCOMMANDS.values():
         if allowed(command.change_role or command.role, request.event):
             lines.append(f"{command.usage} — {command.summary}")
@@ -264,6 +272,12 @@ async def _help(request: Request) -> str:
 
 
 _WHO_CHANGES = {Role.ADMIN: "管理员", Role.SUPERUSER: "机器人主人", Role.ANYONE: ""}
+
+
+def runs_on_own(name: str, argument: str) -> bool:
+    """Whether ``/glm name argument`` touches only the asker's own conversation."""
+    command = SUBCOMMANDS.get(name)
+    return command is not None and command.own and argument.lower() != "all"
 
 
 async def run_subcommand(event: MessageEvent, name: str, argument: str) -> str:
@@ -278,23 +292,6 @@ async def run_subcommand(event: MessageEvent, name: str, argument: str) -> str:
     return await command.run(Request(event, get_services(), argument))
 
 
-glm = on_command("glm", aliases={"重置对话"}, priority=20, block=True, force_whitespace=True)
-
-
-@glm.handle()
-async def _glm(
-    event: MessageEvent,
-    state: T_State,
-    command: tuple[str, ...] = Command(),
-    args: Message = CommandArg(),
-) -> None:
-    if command == ("重置对话",):
-        name, argument = "reset", ""
-    else:
-        name, _, argument = args.extract_plain_text().strip().partition(" ")
-    allow_list = get_services().config.glm_groups
-    if isinstance(event, GroupMessageEvent) and allow_list and event.group_id not in allow_list:
-        return
-    async with in_turn(state):
-        reply = await run_subcommand(event, name or "help", argument.strip())
-    await glm.finish(reply_to(event, reply))
+async def run_command(outbox: Outbox, event: MessageEvent, name: str, argument: str) -> None:
+    """Run ``/glm name argument`` and reply with the result, quoting the command."""
+    await outbox.say(event, await run_subcommand(event, name, argument))

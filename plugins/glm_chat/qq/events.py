@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import Any
+from collections.abc import Iterable
 
 from nonebot import get_driver
 from nonebot.adapters.onebot.v11 import (
@@ -12,25 +12,37 @@ from nonebot.adapters.onebot.v11 import (
     MessageEvent,
     MessageSegment,
 )
-from nonebot.consts import CMD_ARG_KEY, CMD_KEY, CMD_WHITESPACE_KEY, PREFIX_KEY
 
+from ..chat.labels import clean_name
 from ..chat.service import group_key, member_key, private_key
 from ..memory.models import Speaker
 
-_NAME_LIMIT = 24
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
 
+def glm_command(message: Message, starts: Iterable[str]) -> tuple[str, str] | None:
+    """``(subcommand, argument)`` when ``message`` is ``/glm ...`` or ``/重置对话 ...``.
 
-def is_command(state: dict[str, Any]) -> bool:
-    """Whether NoneBot matched a registered command (of any plugin) at the message's start.
-
-    NoneBot resolves this for every message before any matcher runs; a command name followed
-    directly by text (``/glmfoo``) does not count, as with ``force_whitespace``.
+    The command must stand alone (``/glmfoo`` is not one); any whitespace separates the words,
+    the full-width space of Chinese input methods included.
     """
-    prefix = state.get(PREFIX_KEY) or {}
-    if not prefix.get(CMD_KEY):
-        return False
-    return not prefix.get(CMD_ARG_KEY) or prefix.get(CMD_WHITESPACE_KEY) is not None
+    message = Message(segment for segment in message if segment.type != "reply")
+    if not message or message[0].type != "text":
+        return None
+    head = message[0].data.get("text", "").lstrip()
+    for start in sorted(starts, key=len, reverse=True):
+        for name, alias_of in COMMAND_NAMES.items():
+            word = start + name
+            if head.startswith(word) and (len(head) == len(word) or head[len(word)].isspace()):
+                rest = Message([MessageSegment.text(head[len(word) :]), *message[1:]])
+                text = rest.extract_plain_text().strip()
+                if alias_of is not None:
+                    return alias_of, text
+                words = text.split(maxsplit=1) or ["help"]
+                return words[0].lower(), words[1].strip() if len(words) > 1 else ""
+    return None
+
+
+# The command, and its aliases with the subcommand they stand for.
+COMMAND_NAMES: dict[str, str | None] = {"glm": None, "重置对话": "reset"}
 
 
 def mentions(message: Message, self_id: str) -> bool:
@@ -55,9 +67,9 @@ def question_text(message: Message, self_id: str = "") -> str:
 def speaker_of(event: MessageEvent) -> Speaker:
     """The sender as the model sees them: group card, else nickname, else the QQ id."""
     sender = event.sender
-    name = (getattr(sender, "card", None) or sender.nickname or "").strip()
-    name = _CONTROL.sub(" ", name)[:_NAME_LIMIT].strip() or str(event.user_id)
-    return Speaker(str(event.user_id), name)
+    user = str(event.user_id)
+    name = clean_name(getattr(sender, "card", None) or "", "")
+    return Speaker(user, name or clean_name(sender.nickname or "", user))
 
 
 def chat_of(event: MessageEvent) -> str:
@@ -111,6 +123,21 @@ def is_superuser(event: MessageEvent) -> bool:
 
 def is_admin(event: MessageEvent) -> bool:
     """Group owner or admin, or a SUPERUSER; in private chat, the user owns the conversation."""
-    if not isinstance(event, GroupMessageEvent):
+    return not isinstance(event, GroupMessageEvent) or is_exempt(event)
+
+
+def is_exempt(event: MessageEvent) -> bool:
+    """Free of cooldowns and quotas: SUPERUSERS, and in their group its owner and admins."""
+    if isinstance(event, GroupMessageEvent) and event.sender.role in ("owner", "admin"):
         return True
-    return event.sender.role in ("owner", "admin") or is_superuser(event)
+    return is_superuser(event)
+
+
+def replied_to(event: MessageEvent) -> str | None:
+    """The id of the message ``event`` quotes, whether or not the QQ client could look it up."""
+    if event.reply is not None:
+        return str(event.reply.message_id)
+    for segment in event.original_message:
+        if segment.type == "reply":
+            return str(segment.data.get("id"))
+    return None

@@ -1,0 +1,171 @@
+"""Where a QQ message enters its chat's queue, and what it asks the bot to do.
+
+A message takes its place in the queue the moment the adapter parses it: before the adapter
+awaits anything for it (looking up a quoted message with ``get_msg`` takes a round trip, during
+which later messages would overtake it). Our event preprocessor then gives the place its work:
+a ``/glm`` command, a question, or nothing. The one matcher only waits for that work, so that
+NoneBot blocks other plugins' matchers for the message and tests see the replies in its run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import weakref
+from functools import partial
+from typing import Any
+
+from nonebot import get_driver, on_message
+from nonebot.adapters.onebot.v11 import (
+    Adapter,
+    Bot,
+    GroupMessageEvent,
+    MessageEvent,
+    PrivateMessageEvent,
+)
+from nonebot.consts import CMD_ARG_KEY, CMD_KEY, CMD_WHITESPACE_KEY, PREFIX_KEY
+from nonebot.message import event_preprocessor
+from nonebot.rule import Rule, TrieRule
+from nonebot.typing import T_State
+from pydantic import PrivateAttr
+
+from ..chat.queue import ChatQueues, Place, Work
+from ..runtime import Services, running_services
+from .answer import answer
+from .commands import run_command, runs_on_own
+from .delivery import Outbox
+from .events import chat_of, glm_command, is_superuser, mentions, replied_to
+
+STATE_KEY = "glm_chat.place"
+PRIVATE_CLOSED = "这个机器人目前不接受私聊，请在群里@我。"
+
+
+def _arrive(event: MessageEvent) -> Place | None:
+    """Reserve ``event``'s place; given up when the event is dropped before it gets work."""
+    services = running_services()
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:  # built outside the bot's loop (a test): the preprocessor reserves
+        return None
+    if services is None:
+        return None
+    place = services.queues.reserve(chat_of(event))
+    weakref.finalize(event, ChatQueues.fill, place, None)
+    return place
+
+
+class GroupMessage(GroupMessageEvent):
+    """A group message that takes its place in its chat's queue as it is parsed."""
+
+    _glm_place: Place | None = PrivateAttr(default=None)
+
+    def model_post_init(self, context: Any, /) -> None:
+        super().model_post_init(context)
+        self._glm_place = _arrive(self)
+
+
+class PrivateMessage(PrivateMessageEvent):
+    """A private message that takes its place in its chat's queue as it is parsed."""
+
+    _glm_place: Place | None = PrivateAttr(default=None)
+
+    def model_post_init(self, context: Any, /) -> None:
+        super().model_post_init(context)
+        self._glm_place = _arrive(self)
+
+
+Adapter.add_custom_model(GroupMessage, PrivateMessage)
+
+
+@event_preprocessor
+async def _give_work(bot: Bot, event: MessageEvent, state: T_State) -> None:
+    services = running_services()
+    place: Place | None = getattr(event, "_glm_place", None)
+    if services is None:
+        if place is not None:
+            ChatQueues.fill(place, None)
+        return
+    if place is None:
+        place = services.queues.reserve(chat_of(event))
+    work = work_for(bot, event, state, services)
+    ChatQueues.fill(place, work)
+    if work is not None:
+        state[STATE_KEY] = place
+
+
+def work_for(bot: Bot, event: MessageEvent, state: T_State, services: Services) -> Work | None:
+    """What ``event`` asks of the bot, or None when it is not for the bot."""
+    config = services.config
+    user = str(event.user_id)
+    if user == str(event.self_id) or user in config.glm_ignore_users:
+        return None
+    group = isinstance(event, GroupMessageEvent)
+    if group and config.glm_groups and event.group_id not in config.glm_groups:
+        return None
+    outbox = Outbox(bot, services.sent)
+    command = glm_command(event.get_message(), get_driver().config.command_start)
+    if command is None and not _asks(bot, event, state, services):
+        return None
+    if not group and not _may_talk_privately(event, config.glm_private, command is not None):
+        return _private_closed(outbox, event, services)
+    if command is not None:
+        name, argument = command
+        member = user if group and runs_on_own(name, argument) else None
+        return Work(partial(run_command, outbox, event, name, argument), member)
+    return Work(partial(answer, outbox, event), user if group else None)
+
+
+def _asks(bot: Bot, event: MessageEvent, state: T_State, services: Services) -> bool:
+    """A question: a private message; or in a group an @, a NICKNAME, or a reply to one of the
+    bot's messages (known by its id even when the QQ client could not look the quoted one up);
+    and in either, not another plugin's command."""
+    if isinstance(event, GroupMessageEvent) and not event.to_me:
+        quoted = replied_to(event)
+        if not mentions(event.get_message(), str(event.self_id)) and not (
+            quoted is not None and quoted in services.sent
+        ):
+            return False
+    return not _other_command(bot, event, state)
+
+
+def _may_talk_privately(event: MessageEvent, private: str, command: bool) -> bool:
+    """``GLM_PRIVATE``: ``on`` anyone; ``superusers`` only they; ``off`` only their commands."""
+    if private == "on":
+        return True
+    return is_superuser(event) and (private == "superusers" or command)
+
+
+def _other_command(bot: Bot, event: MessageEvent, state: T_State) -> bool:
+    """Whether the message starts with another plugin's command (then it is not a question).
+
+    A command name followed directly by text (``/weatherfoo``) does not count, as with
+    ``force_whitespace``.
+    """
+    TrieRule.get_value(bot, event, state)
+    prefix = state.get(PREFIX_KEY) or {}
+    if not prefix.get(CMD_KEY):
+        return False
+    return not prefix.get(CMD_ARG_KEY) or prefix.get(CMD_WHITESPACE_KEY) is not None
+
+
+def _private_closed(outbox: Outbox, event: MessageEvent, services: Services) -> Work | None:
+    """``GLM_PRIVATE=superusers``: others are told once a day; ``off``: nobody is told."""
+    if services.config.glm_private == "off":
+        return None
+    if not services.private_notices.first_today(str(event.user_id)):
+        return None
+    return Work(partial(outbox.say, event, PRIVATE_CLOSED))
+
+
+async def _has_work(state: T_State) -> bool:
+    return STATE_KEY in state
+
+
+# Runs before any command matcher: a message meets one matcher of this plugin, not several
+# (checking a matcher costs NoneBot about as much CPU as echoing the message).
+waiter = on_message(rule=Rule(_has_work), priority=10, block=True)
+
+
+@waiter.handle()
+async def _wait_for_work(state: T_State) -> None:
+    place: Place = state[STATE_KEY]
+    await place.wait()

@@ -1,0 +1,134 @@
+"""Private chats (``GLM_PRIVATE``, limits) and the command details a busy group runs into."""
+
+import itertools
+
+import pytest
+from nonebot.adapters.onebot.v11 import Message, MessageSegment
+from nonebug import App
+
+from plugins.glm_chat.memory.models import Turn
+from plugins.glm_chat.runtime import get_services
+from tests.conftest import IGNORED_BOT_ID, SUPERUSER_ID
+from tests.support.events import group_message, private_message
+from tests.support.fake_glm import Fault
+from tests.support.matching import configure, plain, quoted, receive, seed, stored
+
+_users = itertools.count(7000)
+_groups = itertools.count(7000)
+PRIVATE_CLOSED = "这个机器人目前不接受私聊，请在群里@我。"
+
+
+@pytest.fixture
+def user() -> int:
+    """A QQ user no other test has used."""
+    return next(_users)
+
+
+@pytest.fixture
+def group() -> int:
+    return next(_groups)
+
+
+async def test_private_off_answers_nobody_but_keeps_superuser_commands(
+    app: App, fake_glm, monkeypatch, user
+):
+    configure(monkeypatch, glm_private="off")
+    await receive(app, private_message("在吗", user_id=user))
+    await receive(app, private_message("/glm help", user_id=user))
+    await receive(app, private_message("在吗", user_id=SUPERUSER_ID))
+    model = get_services().config.glm_model
+    await receive(
+        app, private_message("/glm model", user_id=SUPERUSER_ID), plain(f"当前模型：{model}")
+    )
+    assert fake_glm.completions() == []
+
+
+async def test_private_for_superusers_tells_others_once_a_day(
+    app: App, fake_glm, monkeypatch, user
+):
+    configure(monkeypatch, glm_private="superusers")
+    first = private_message("在吗", user_id=user)
+    await receive(app, first, plain(PRIVATE_CLOSED))
+    await receive(app, private_message("在吗？？", user_id=user))  # told already: silence
+    owner = private_message("你好", user_id=SUPERUSER_ID)
+    await receive(app, owner, plain("回声#2：你好"))
+    assert len(fake_glm.completions()) == 1
+
+
+async def test_cooldown_and_daily_tokens_apply_to_private_chats(
+    app: App, fake_glm, monkeypatch, user
+):
+    configure(monkeypatch, glm_cooldown=3600)
+    await receive(app, private_message("一", user_id=user), plain("回声#2：一"))
+    await receive(app, private_message("二", user_id=user), plain("慢一点哦，3600 秒后再问吧。"))
+    assert len(fake_glm.completions()) == 1
+
+    configure(monkeypatch, glm_daily_tokens=1)
+    spender = next(_users)
+    await receive(app, private_message("三", user_id=spender), plain("回声#2：三"))
+    await receive(
+        app,
+        private_message("四", user_id=spender),
+        plain("你今天的 token 额度（1）用完了，明天再来吧。"),
+    )
+    # SUPERUSERS are exempt from both.
+    configure(monkeypatch, glm_cooldown=3600, glm_daily_tokens=1)
+    for text in ("五", "六"):
+        await receive(app, private_message(text, user_id=SUPERUSER_ID))
+    assert len(fake_glm.completions()) == 4
+
+
+async def test_a_bare_private_message_is_not_told_to_at_the_bot(app: App, fake_glm, user):
+    event = private_message("", user_id=user)
+    event.message = Message(MessageSegment.face(14))
+    await receive(app, event, plain("有什么想问的？直接发给我就好。"))
+
+
+async def test_ignored_users_cannot_run_commands(app: App, group):
+    await seed(f"group:{group}")
+    event = group_message("/glm reset", group_id=group, user_id=IGNORED_BOT_ID, role="admin")
+    await receive(app, event)
+    assert len(await stored(f"group:{group}")) == 1
+
+
+async def test_reset_alias_takes_all(app: App, group):
+    await get_services().chat.update_options(f"group:{group}", personal=True)
+    for member in (1, 2):
+        await get_services().chat.store.append_turn(
+            f"group:{group}:{member}", Turn("问", "答"), scope=f"group:{group}"
+        )
+    event = group_message("/重置对话 all", group_id=group, role="admin", to_me=False)
+    await receive(app, event, quoted(event, "上下文已清空（忘掉了 2 轮对话）。"))
+    assert await stored(f"group:{group}:1") == [] and await stored(f"group:{group}:2") == []
+
+
+async def test_a_full_width_space_separates_the_words_of_a_command(app: App, fake_glm, group):
+    event = group_message("/glm persona\u3000你是一只猫", group_id=group, role="admin")
+    await receive(app, event, quoted(event, "人设已更新，之后的对话都会用它。"))
+    assert (await get_services().chat.options(f"group:{group}")).persona == "你是一只猫"
+
+
+async def test_superuser_usage_in_a_group_shows_only_that_group(app: App, group):
+    await get_services().chat.store.append_turn("private:123456", Turn("私", "密"))
+    event = group_message("/glm usage", group_id=group, user_id=SUPERUSER_ID)
+    await receive(app, event, quoted(event, "今天用了 0 tokens，近 7 天共 0 tokens。"))
+
+
+async def test_a_message_too_long_for_the_model_says_so_rather_than_reset(
+    app: App, fake_glm, group
+):
+    fake_glm.push(Fault("error", 400, "1261", "prompt too long"))
+    event = group_message("很长的一段话", group_id=group)
+    await receive(app, event, quoted(event, "这条消息太长了，模型读不下，请精简后再发。"))
+    assert len(fake_glm.completions()) == 1  # no history to trim: not retried
+
+
+async def test_an_unknown_vision_model_names_its_setting(app: App, fake_glm, group):
+    fake_glm.push(Fault("error", 400, "1211", "model not found"))
+    url = "https://multimedia.example/b.png"
+    event = group_message(
+        Message([MessageSegment.text("看图"), MessageSegment.image(url)]), group_id=group
+    )
+    model = get_services().config.glm_vision_model
+    expected = f"识图模型 {model} 不存在（平台错误 1211），请机器人主人修改 GLM_VISION_MODEL 设置。"
+    await receive(app, event, quoted(event, expected))
