@@ -2,6 +2,7 @@
 
 import asyncio
 from collections.abc import AsyncIterator
+from datetime import date
 from functools import partial
 from pathlib import Path
 
@@ -133,3 +134,14 @@ async def test_thinking_and_web_search_go_into_the_request(tmp_db, fake_glm, glm
     body = fake_glm.completions()[-1].body
     assert body["thinking"] == {"type": "disabled"}
     assert body["tools"][0]["type"] == "web_search"
+
+
+async def test_an_answer_not_handed_over_is_not_stored_but_its_tokens_count(service, fake_glm):
+    async def refused(completion) -> bool:
+        return False
+
+    completion = await service.answer(Question("group:9", "发不出去", ALICE), refused)
+    assert await service.store.recent("group:9", 10) == []
+    spent = completion.usage.prompt_tokens + completion.usage.completion_tokens
+    assert spent > 0
+    assert await service.store.tokens_on("group:9", date.today().isoformat()) == spent

@@ -126,7 +126,7 @@ async def test_an_image_goes_to_the_vision_model_and_only_a_placeholder_is_store
 async def test_model_text_never_becomes_a_cq_code_and_markdown_is_flattened(app: App, fake_glm):
     fake_glm.push(Fault("reply", body="**注意** [CQ:at,qq=all] 大家好\n# 标题"))
     event = group_message("说点什么", group_id=106)
-    await receive(app, event, quoted(event, "注意 [CQ:at,qq=all] 大家好\n【标题】"))
+    await receive(app, event, quoted(event, "注意 [CQ:at,qq=all] 大家好\n\n【标题】"))
 
 
 LONG_ANSWER = "甲" * 500 + "\n\n" + "乙" * 500  # over GLM_FORWARD_CHARS (800)
@@ -263,17 +263,18 @@ async def test_status(app: App):
     )
 
 
-INTRO = "群里@我或回复我的消息即可提问，私聊直接发消息。可用命令："
+INTRO = "群里@我或回复我的消息即可提问。可用命令："
+PRIVATE_INTRO = "直接发消息即可提问。可用命令："
 RESET_HELP = "/glm reset [all] — 清空本会话的上下文（别名 /重置对话；全群共用上下文时需管理员）"
 STATUS_HELP = "/glm status — 查看模型、已记住的轮数和估计的 token 数"
-USAGE_HELP = "/glm usage — 本群今天和近 7 天用掉的 token"
+USAGE_HELP = "/glm usage — 今天和近 7 天用掉的 token"
 HELP_HELP = "/glm help — 显示这份帮助"
 MODEL_VIEW = "/glm model — 查看或切换本会话的模型（修改需机器人主人）"
 MEMBER_HELP = [
     INTRO,
     RESET_HELP,
     STATUS_HELP,
-    "/glm persona — 查看或设置本群的人设（系统提示词）（修改需管理员）",
+    "/glm persona — 查看或设置人设（系统提示词）（修改需管理员）",
     MODEL_VIEW,
     USAGE_HELP,
     HELP_HELP,
@@ -282,7 +283,7 @@ ADMIN_HELP = [
     INTRO,
     RESET_HELP,
     STATUS_HELP,
-    "/glm persona [内容|clear] — 查看或设置本群的人设（系统提示词）",
+    "/glm persona [内容|clear] — 查看或设置人设（系统提示词）",
     MODEL_VIEW,
     "/glm mode shared|personal — 本群共用一个上下文，或每人一个",
     "/glm on — 在本群开启回答",
@@ -302,7 +303,8 @@ async def test_help_lists_what_the_asker_may_run(app: App):
 
 async def test_unknown_subcommand_shows_help(app: App):
     event = private_message("/glm dance", user_id=80)
-    await receive(app, event, plain("\n".join(ADMIN_HELP)))  # in private, the user is admin
+    # In private chat the user is the admin of their own chat.
+    await receive(app, event, plain("\n".join([PRIVATE_INTRO, *ADMIN_HELP[1:]])))
 
 
 async def test_glm_prefix_without_space_is_a_chat_message(app: App, fake_glm):

@@ -3,6 +3,7 @@
 import itertools
 
 import pytest
+from nonebot import on_message
 from nonebot.adapters.onebot.v11 import Message, MessageSegment
 from nonebug import App
 
@@ -63,7 +64,7 @@ async def test_cooldown_and_daily_tokens_apply_to_private_chats(
     await receive(app, private_message("二", user_id=user), plain("慢一点哦，3600 秒后再问吧。"))
     assert len(fake_glm.completions()) == 1
 
-    configure(monkeypatch, glm_daily_tokens=1)
+    configure(monkeypatch, glm_cooldown=0, glm_daily_tokens=1)
     spender = next(_users)
     await receive(app, private_message("三", user_id=spender), plain("回声#2：三"))
     await receive(
@@ -73,8 +74,9 @@ async def test_cooldown_and_daily_tokens_apply_to_private_chats(
     )
     # SUPERUSERS are exempt from both.
     configure(monkeypatch, glm_cooldown=3600, glm_daily_tokens=1)
-    for text in ("五", "六"):
-        await receive(app, private_message(text, user_id=SUPERUSER_ID))
+    await get_services().chat.reset(f"private:{SUPERUSER_ID}")
+    await receive(app, private_message("五", user_id=SUPERUSER_ID), plain("回声#2：五"))
+    await receive(app, private_message("六", user_id=SUPERUSER_ID), plain("回声#4：六"))
     assert len(fake_glm.completions()) == 4
 
 
@@ -132,3 +134,22 @@ async def test_an_unknown_vision_model_names_its_setting(app: App, fake_glm, gro
     model = get_services().config.glm_vision_model
     expected = f"识图模型 {model} 不存在（平台错误 1211），请机器人主人修改 GLM_VISION_MODEL 设置。"
     await receive(app, event, quoted(event, expected))
+
+
+async def test_a_message_another_plugin_takes_first_gets_no_answer_and_holds_nothing_up(
+    app: App, fake_glm, group
+):
+    blocker = on_message(priority=1, block=True)  # another plugin's catch-all, ahead of ours
+
+    @blocker.handle()
+    async def _take_it() -> None:
+        pass
+
+    try:
+        await receive(app, group_message("你好", group_id=group))
+    finally:
+        blocker.destroy()
+    # The message nobody here answered gave its place up: the next one is not held behind it.
+    after = group_message("还在吗", group_id=group)
+    await receive(app, after, quoted(after, "回声#2：小明(42): 还在吗"))
+    assert len(fake_glm.completions()) == 1

@@ -1,4 +1,5 @@
-"""``ChatQueues`` driven directly: arrival order, places filled late, member lanes, shutdown."""
+"""``ChatQueues`` driven directly: arrival order, places filled late, member lanes, failures,
+shutdown. Slow work waits for a gate the test opens, so nothing depends on timing."""
 
 import asyncio
 from collections.abc import Awaitable, Callable
@@ -8,85 +9,97 @@ import pytest
 from plugins.glm_chat.chat.queue import ChatQueues, QueueClosedError, Work
 
 
-def queues(personal: set[str] = frozenset()) -> ChatQueues:
+def queues(personal: frozenset[str] = frozenset()) -> ChatQueues:
     async def is_personal(chat: str) -> bool:
         return chat in personal
 
     return ChatQueues(is_personal)
 
 
-async def start(chat: ChatQueues, *args, **kwargs) -> asyncio.Task:
-    """Submit in the background; its place is taken (and its work begun, if it may) on return."""
-    task = asyncio.create_task(chat.submit(*args, **kwargs))
-    await settle()
-    return task
+class Jobs:
+    """Work that notes when it starts and ends; ``gate(name)`` holds a job until opened."""
+
+    def __init__(self) -> None:
+        self.log: list[str] = []
+        self.started: dict[str, asyncio.Event] = {}
+        self.gates: dict[str, asyncio.Event] = {}
+
+    def gate(self, name: str) -> asyncio.Event:
+        return self.gates.setdefault(name, asyncio.Event())
+
+    def job(self, name: str) -> Callable[[], Awaitable[str]]:
+        started = self.started.setdefault(name, asyncio.Event())
+
+        async def run() -> str:
+            self.log.append(f"{name} start")
+            started.set()
+            if name in self.gates:
+                await self.gates[name].wait()
+            self.log.append(f"{name} end")
+            return name
+
+        return run
 
 
-async def settle() -> None:
-    """Let every task that can run go as far as it can."""
-    for _ in range(5):
-        await asyncio.sleep(0)
+def submit(chat: ChatQueues, jobs: Jobs, name: str, member: str | None = None) -> asyncio.Task:
+    """Take a place now (as a message does on arrival) and run ``name`` in it."""
+    place = chat.reserve("group:1")
+    chat.fill(place, Work(jobs.job(name), member))
 
+    async def finished() -> None:
+        await place.wait()
 
-def job(log: list[str], name: str, gate: asyncio.Event | None = None) -> Callable[[], Awaitable]:
-    """Work that waits for ``gate`` (if any), then notes its name."""
-
-    async def run() -> str:
-        log.append(f"{name} start")
-        if gate is not None:
-            await gate.wait()
-        log.append(f"{name} end")
-        return name
-
-    return run
+    return asyncio.create_task(finished())
 
 
 async def test_work_runs_one_at_a_time_in_place_order_even_when_filled_out_of_order():
-    chat, log = queues(), []
+    chat, jobs = queues(), Jobs()
     first, second, third = (chat.reserve("group:1") for _ in range(3))
-    chat.fill(third, Work(job(log, "c")))
-    chat.fill(second, Work(job(log, "b")))
-    await asyncio.sleep(0)
-    assert log == []  # nothing runs before the first place is filled
-    chat.fill(first, Work(job(log, "a")))
+    chat.fill(third, Work(jobs.job("c")))
+    chat.fill(second, Work(jobs.job("b")))
+    chat.fill(first, Work(jobs.job("a")))
     await third.wait()
-    assert log == ["a start", "a end", "b start", "b end", "c start", "c end"]
-    await settle()
-    assert len(chat) == 0  # an idle chat keeps nothing
+    assert jobs.log == ["a start", "a end", "b start", "b end", "c start", "c end"]
 
 
 async def test_a_place_filled_with_nothing_lets_the_ones_behind_it_go():
-    chat, log = queues(), []
+    chat, jobs = queues(), Jobs()
     skipped, kept = chat.reserve("group:1"), chat.reserve("group:1")
-    chat.fill(kept, Work(job(log, "kept")))
+    chat.fill(kept, Work(jobs.job("kept")))
     chat.fill(skipped, None)
     await kept.wait()
-    assert log == ["kept start", "kept end"]
+    assert jobs.log == ["kept start", "kept end"]
 
 
 async def test_chats_do_not_wait_for_each_other():
-    chat, log, gate = queues(), [], asyncio.Event()
-    slow = await start(chat, "group:1", job(log, "slow", gate))
-    assert await chat.submit("group:2", job(log, "other")) == "other"
-    assert log == ["slow start", "other start", "other end"]
-    gate.set()
+    chat, jobs = queues(), Jobs()
+    jobs.gate("slow")
+    slow = asyncio.create_task(chat.submit("group:1", jobs.job("slow")))
+    await jobs.started["slow"].wait()
+    assert await chat.submit("group:2", jobs.job("other")) == "other"
+    jobs.gate("slow").set()
     assert await slow == "slow"
+    assert jobs.log == ["slow start", "other start", "other end", "slow end"]
 
 
 async def test_members_have_lanes_and_chat_wide_work_waits_for_all_of_them():
-    chat, log = queues(personal={"group:1"}), []
-    gate_a = asyncio.Event()
-    a1 = await start(chat, "group:1", job(log, "a1", gate_a), member="a")
-    a2 = await start(chat, "group:1", job(log, "a2"), member="a")
-    assert await chat.submit("group:1", job(log, "b1"), member="b") == "b1"
-    whole = await start(chat, "group:1", job(log, "whole"))
-    b2 = await start(chat, "group:1", job(log, "b2"), member="b")
-    await settle()
-    # b1 ran while a1 waited; a2 waits for a1; the chat-wide work and all after it wait too.
-    assert log == ["a1 start", "b1 start", "b1 end"]
-    gate_a.set()
-    await asyncio.gather(a1, a2, whole, b2)
-    assert log[3:] == [
+    chat, jobs = queues(personal=frozenset({"group:1"})), Jobs()
+    jobs.gate("a1")
+    tasks = [
+        submit(chat, jobs, "a1", "a"),
+        submit(chat, jobs, "a2", "a"),
+        submit(chat, jobs, "b1", "b"),
+        submit(chat, jobs, "whole"),
+        submit(chat, jobs, "b2", "b"),
+    ]
+    await tasks[2]  # Bob's answer does not wait for Alice's
+    assert "a1 end" not in jobs.log
+    jobs.gate("a1").set()
+    await asyncio.gather(*tasks)
+    after_bob = jobs.log[jobs.log.index("b1 end") + 1 :]
+    # Alice's second waits for her first; the chat-wide work for both lanes; Bob's second
+    # for the chat-wide work.
+    assert after_bob == [
         "a1 end",
         "a2 start",
         "a2 end",
@@ -98,37 +111,51 @@ async def test_members_have_lanes_and_chat_wide_work_waits_for_all_of_them():
 
 
 async def test_in_a_shared_chat_member_work_is_chat_wide():
-    chat, log, gate = queues(), [], asyncio.Event()
-    first = await start(chat, "group:1", job(log, "a", gate), member="a")
-    second = await start(chat, "group:1", job(log, "b"), member="b")
-    await settle()
-    assert log == ["a start"]
-    gate.set()
+    chat, jobs = queues(), Jobs()
+    jobs.gate("a")
+    first, second = submit(chat, jobs, "a", "a"), submit(chat, jobs, "b", "b")
+    await jobs.started["a"].wait()
+    jobs.gate("a").set()
     await asyncio.gather(first, second)
+    assert jobs.log == ["a start", "a end", "b start", "b end"]
 
 
-async def test_a_failing_job_is_reported_to_its_submitter_and_the_queue_goes_on():
-    chat, log = queues(), []
+async def test_a_failure_reaches_its_waiter_and_the_queue_goes_on():
+    chat, jobs = queues(), Jobs()
 
     async def broken() -> None:
         raise ValueError("bug")
 
     with pytest.raises(ValueError, match="bug"):
         await chat.submit("group:1", broken)
-    assert await chat.submit("group:1", job(log, "next")) == "next"
+    assert await chat.submit("group:1", jobs.job("next")) == "next"
 
 
-async def test_close_cancels_running_and_waiting_work_and_refuses_more():
-    chat, log, gate = queues(), [], asyncio.Event()
-    running = await start(chat, "group:1", job(log, "running", gate))
-    waiting = await start(chat, "group:1", job(log, "waiting"))
+async def test_a_chat_whose_mode_cannot_be_read_is_served_as_shared():
+    async def unreadable(chat: str) -> bool:
+        raise OSError("database is locked")
+
+    chat, jobs = ChatQueues(unreadable), Jobs()
+    assert await chat.submit("group:1", jobs.job("a"), member="a") == "a"
+
+
+async def test_close_finishes_every_place_running_waiting_in_a_lane_or_unfilled():
+    chat, jobs = queues(personal=frozenset({"group:1"})), Jobs()
+    for name in ("a1", "b1"):
+        jobs.gate(name)
+    waiters = [
+        submit(chat, jobs, "a1", "a"),
+        submit(chat, jobs, "a2", "a"),  # queued in Alice's lane
+        submit(chat, jobs, "b1", "b"),
+        submit(chat, jobs, "whole"),  # popped, waiting for the lanes
+        submit(chat, jobs, "b2", "b"),  # behind the chat-wide work
+    ]
     unfilled = chat.reserve("group:1")  # its message never got its work
-    await settle()
-    await asyncio.wait_for(chat.close(), 1)
-    for task in (running, waiting):
-        with pytest.raises(QueueClosedError):
-            await task
+    await jobs.started["a1"].wait()
+    await jobs.started["b1"].wait()
+    await asyncio.wait_for(chat.close(), 5)
+    await asyncio.wait_for(asyncio.gather(*waiters), 5)
     assert unfilled.finished.is_set()
-    assert log == ["running start"]
+    assert jobs.log == ["a1 start", "b1 start"]
     with pytest.raises(QueueClosedError):
-        await chat.submit("group:1", job(log, "late"))
+        await chat.submit("group:1", jobs.job("late"))

@@ -30,6 +30,8 @@ from .glm.auth import key_label
 from .memory.store import SchemaTooNewError, StoreOpenError
 
 SECRET_SETTINGS = frozenset({"glm_api_key"})  # their values never reach the log
+SECRET_NAMES = frozenset({"GLM_API_KEY", "ONEBOT_ACCESS_TOKEN"})  # belong in .env.local
+LOCAL_ENV_FILE = ".env.local"
 REVERSE_WS_PATH = "/onebot/v11/ws"
 NOT_CONFIGURED = "so the bot answers that it is not configured"
 
@@ -52,11 +54,27 @@ def load_config() -> Config:
     except ValidationError as error:
         problems += _invalid(error)
     problems += _token_problems()
+    _warn_of_committed_secrets()
     if config is None or problems:
         for line in problems:
             logger.critical(line)
         raise SystemExit(1)
     return config
+
+
+def _warn_of_committed_secrets() -> None:
+    """A secret in ``.env`` or ``.env.{ENVIRONMENT}`` (files committed with the project) is one
+    ``git commit -a`` away from being published: say where it belongs instead."""
+    for file in env_files():
+        path = Path(file).expanduser()
+        if path.name == LOCAL_ENV_FILE or not path.is_file():
+            continue
+        found = {key.upper() for key, value in dotenv_values(path).items() if value}
+        for name in sorted(found & SECRET_NAMES):
+            logger.warning(
+                f"{name} is written in {path.name}, a file committed with the project: move it"
+                f" to {LOCAL_ENV_FILE} (git ignores it) or the environment"
+            )
 
 
 def setting_line(name: str, value: Any = None) -> str:
@@ -136,7 +154,7 @@ def secrets_place() -> str:
     names = [Path(file).name for file in env_files()]
     if not names:
         return "the environment"
-    return f"{'.env.local' if '.env.local' in names else names[-1]} or the environment"
+    return f"{LOCAL_ENV_FILE if LOCAL_ENV_FILE in names else names[-1]} or the environment"
 
 
 def _written_settings() -> dict[str, str | None]:

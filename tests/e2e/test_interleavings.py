@@ -78,9 +78,10 @@ async def test_in_personal_mode_members_do_not_wait_for_each_other(
         quick_answer = await qq.reply_to(quick)  # answered while Alice's answer is held
         own_reset = await command(qq, 1, 222, "/glm reset", role="member")
         assert (await qq.reply_to(own_reset)).text == "上下文已清空（忘掉了 1 轮对话）。"
+        looked = await command(qq, 1, 222, "/glm persona", role="member")
+        assert (await qq.reply_to(looked)).text.startswith("当前人设")  # a look does not wait
         everyone = await command(qq, 1, 666, "/glm reset all")
         back = await command(qq, 1, 666, "/glm mode shared")
-        assert not any(sent.quotes() == slow for sent in qq.sent)
         fake.release()
         slow_answer = await qq.reply_to(slow)
         reset_all = await qq.reply_to(everyone)
@@ -113,6 +114,28 @@ async def test_sigterm_mid_answer_stops_the_bot_within_seconds_and_stores_nothin
     # uvicorn shuts down, then exits by the signal it caught, as a service manager expects.
     assert code in (0, -signal.SIGTERM) and seconds < 10, f"exit {code} after {seconds:.1f}s"
     assert stored(bot_env["GLM_DB_PATH"]) == [("group:1", "第一问", "回声#2：member(111): 第一问")]
+    assert "Traceback" not in log_path.read_text("utf-8")
+
+
+async def test_sigterm_with_members_lanes_busy_stops_the_bot_within_seconds(
+    fake: FakeGLM, bot_env, log_path
+):
+    bot = running(bot_env, log_path)
+    try:
+        async with bot as qq:
+            await qq.reply_to(await command(qq, 1, 666, "/glm mode personal"))
+            fake.push(Fault("hold"), Fault("hold"))
+            await qq.mention(1, 111, "Alice 一")
+            await qq.mention(1, 222, "Bob 一")
+            await fake.wait_holding(2)
+            await qq.mention(1, 111, "Alice 二")  # queued in Alice's lane
+            await command(qq, 1, 666, "/glm mode shared")  # waits for both lanes
+            await qq.mention(1, 222, "Bob 二")  # behind the group-wide command
+            code, seconds = await bot.process.terminate()
+    finally:
+        fake.release()
+    assert code in (0, -signal.SIGTERM) and seconds < 10, f"exit {code} after {seconds:.1f}s"
+    assert stored(bot_env["GLM_DB_PATH"]) == []
     assert "Traceback" not in log_path.read_text("utf-8")
 
 

@@ -163,3 +163,21 @@ async def test_the_start_says_where_qq_connects_and_that_the_placeholder_is_no_k
     log = "\n".join(lines)
     assert "is not set" not in log and ".env.prod" not in log
     assert ACCESS_TOKEN not in log
+
+
+def test_a_secret_in_the_committed_template_is_pointed_at_env_local(bot_env, log_path, tmp_path):
+    checkout = checkout_with(
+        tmp_path,
+        {
+            ".env": "ENVIRONMENT=prod\nDRIVER=~fastapi\n",
+            ".env.prod": "GLM_API_KEY=abc.def-committed\nGLM_CALL_MODE=never\n",
+        },
+    )
+    del bot_env["GLM_API_KEY"]
+    lines = refused(bot_env, log_path, cwd=checkout)
+    assert told(
+        lines,
+        "GLM_API_KEY is written in .env.prod, a file committed with the project: move it to"
+        " .env.local (git ignores it) or the environment",
+    ), "\n".join(lines)
+    assert not any("def-committed" in line for line in lines)

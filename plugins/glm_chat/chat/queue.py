@@ -5,7 +5,7 @@ QQ side knows what it is (``fill``: a question, a command, or nothing to do). Ea
 worker task that runs the work in place order. In a personal-mode group every member has a
 lane of their own: work on different members' conversations runs side by side, while work on
 the whole chat waits until every lane is idle and holds back everything behind it. ``close``
-cancels all of it, so nothing that waits can outlive shutdown.
+cancels all of it and finishes every place, so nothing that waits can outlive shutdown.
 """
 
 from __future__ import annotations
@@ -47,8 +47,10 @@ class Place:
         self.error: BaseException | None = None
 
     async def wait(self) -> None:
-        """Until the work has run (or will never run)."""
+        """Until the work has run (or never will); raises what the work raised."""
         await self.finished.wait()
+        if self.error is not None:
+            raise self.error
 
 
 @dataclass(eq=False)
@@ -65,6 +67,7 @@ class ChatQueues:
     def __init__(self, personal: Callable[[str], Awaitable[bool]]) -> None:
         self._personal = personal
         self._chats: dict[str, _Chat] = {}
+        self._unfinished: set[Place] = set()
         self._closed = False
 
     def __len__(self) -> int:
@@ -77,6 +80,7 @@ class ChatQueues:
         if self._closed:
             place.finished.set()
             return place
+        self._unfinished.add(place)
         line = self._chats.get(chat)
         if line is None:
             line = self._chats[chat] = _Chat()
@@ -95,7 +99,8 @@ class ChatQueues:
     async def submit(
         self, chat: str, run: Callable[[], Awaitable[T]], member: str | None = None
     ) -> T:
-        """Run ``run`` in its turn in ``chat``'s queue and return its result."""
+        """Run ``run`` in its turn in ``chat``'s queue and return its result (for callers that
+        are not QQ messages: the console, tests)."""
         results: list[T] = []
 
         async def work() -> None:
@@ -104,24 +109,23 @@ class ChatQueues:
         place = self.reserve(chat)
         self.fill(place, Work(work, member))
         await place.wait()
-        if place.error is not None:
-            raise place.error
         if not results:
             raise QueueClosedError("glm-chat is shutting down")
         return results[0]
 
     async def close(self, timeout: float = 5.0) -> None:
-        """Cancel all queued and running work and wait (at most ``timeout``) for it to stop."""
+        """Cancel all queued and running work, wait (at most ``timeout``) for it to stop, and
+        finish every place, so that whoever waits for one goes on."""
         self._closed = True
-        lines, self._chats = list(self._chats.values()), {}
-        tasks = [task for line in lines for task in line.tasks]
+        tasks = [task for line in self._chats.values() for task in line.tasks]
+        self._chats = {}
         for task in tasks:
             task.cancel()
         if tasks:
             await asyncio.wait(tasks, timeout=timeout)
-        for line in lines:
-            for place in [*line.places, *(p for lane in line.lanes.values() for p in lane)]:
-                place.finished.set()
+        for place in self._unfinished:
+            place.finished.set()
+        self._unfinished.clear()
 
     # --- inside -------------------------------------------------------------------------------
     def _start(self, chat: str, line: _Chat, job: Awaitable[None]) -> asyncio.Task[None]:
@@ -144,14 +148,22 @@ class ChatQueues:
                 line.places.popleft()
                 work = place.work
                 if work is None:
-                    place.finished.set()
-                elif work.member is not None and await self._personal(chat):
+                    self._finish(place)
+                elif work.member is not None and await self._lanes_apply(chat):
                     self._to_lane(chat, line, work.member, place)
                 else:
                     await self._lanes_idle(line)
                     await self._run(place)
         finally:
             line.worker = None
+
+    async def _lanes_apply(self, chat: str) -> bool:
+        """Whether ``chat`` gives members lanes now (if that cannot be read: no, and say so)."""
+        try:
+            return await self._personal(chat)
+        except Exception as error:
+            logger.opt(exception=error).error(f"glm-chat: cannot read the mode of {chat}")
+            return False
 
     def _to_lane(self, chat: str, line: _Chat, member: str, place: Place) -> None:
         lane = line.lanes.get(member)
@@ -175,13 +187,19 @@ class ChatQueues:
         if running:
             await asyncio.wait(running)
 
-    @staticmethod
-    async def _run(place: Place) -> None:
+    async def _run(self, place: Place) -> None:
+        """Run a place's work; what it raises (a cancellation aside) goes to its waiter."""
         assert place.work is not None
         try:
             await place.work.run()
-        except Exception as error:
+        except asyncio.CancelledError:
+            raise
+        except BaseException as error:  # the waiter re-raises it (a test's failure included)
             place.error = error
-            logger.opt(exception=error).error("glm-chat: a queued job failed")
         finally:
-            place.finished.set()
+            place.work = None  # what the work held (the event, the bot) can go
+            self._finish(place)
+
+    def _finish(self, place: Place) -> None:
+        self._unfinished.discard(place)
+        place.finished.set()

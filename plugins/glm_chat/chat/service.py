@@ -113,7 +113,8 @@ class ChatService:
         self, question: Question, hand_over: Callable[[Completion], Awaitable[bool]]
     ) -> Completion:
         """Answer ``question`` and hand the answer over (to QQ, to a browser); the turn is
-        stored only when ``hand_over`` says it got through. A failed call stores nothing."""
+        stored only when ``hand_over`` says it got through (its tokens are counted either
+        way). A failed call stores nothing."""
         options = await self.options(question.chat)
         history = await self.store.recent(question.conversation, self.settings.history_turns)
         completion = await self._complete_fitting(question, options, history)
@@ -125,6 +126,8 @@ class ChatService:
                 usage=completion.usage,
                 scope=question.scope,
             )
+        else:  # paid for all the same
+            await self.store.count_usage(question.chat, completion.usage)
         return completion
 
     async def _complete_fitting(

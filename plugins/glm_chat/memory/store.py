@@ -224,6 +224,16 @@ class ContextStore:
             },
         )
 
+    async def count_usage(self, scope: str, usage: Usage) -> None:
+        """Count the tokens of an answer that was paid for but not kept as a turn (QQ refused
+        it), so that daily limits and ``/glm usage`` see every token spent."""
+        await self._db.execute(
+            "INSERT INTO usage_daily (scope, day, tokens, turns)"
+            " VALUES (:scope, date('now', 'localtime'), :tokens, 0)"
+            " ON CONFLICT (scope, day) DO UPDATE SET tokens = tokens + excluded.tokens",
+            {"scope": scope, "tokens": usage.prompt_tokens + usage.completion_tokens},
+        )
+
     async def recent(self, conversation: str, limit: int) -> list[Turn]:
         """The last ``limit`` turns of a conversation, oldest first."""
         if limit <= 0:

@@ -10,6 +10,7 @@ from datetime import date, timedelta
 from enum import Enum
 
 from nonebot.adapters.onebot.v11 import GroupMessageEvent, MessageEvent
+from nonebot.log import logger
 
 from ..chat.stats import WindowSummary
 from ..memory.models import ChatOptions
@@ -18,8 +19,17 @@ from .delivery import Outbox
 from .events import chat_of, conversation_of, is_admin, is_superuser
 
 REFUSAL = "只有群主、管理员或机器人主人可以这样做。"
+UNEXPECTED_ERROR = "出了点意外，这条命令没有完成，请稍后再试。"
 SUPERUSER_REFUSAL = "只有机器人主人可以这样做。"
 PERSONA_LIMIT = 2000
+
+
+class Reach(Enum):
+    """What a subcommand touches: where it runs in a personal-mode group's queue."""
+
+    OWN = "own"  # the asker's own conversation, or nothing: in the asker's lane
+    CHAT_WHEN_SET = "chat when set"  # shows (own lane); with an argument changes the chat
+    CHAT = "chat"  # the whole chat: after every member's answer in flight
 
 
 class Role(Enum):
@@ -63,7 +73,7 @@ class Subcommand:
     role: Role  # who may run it at all
     change_role: Role | None = None  # with an argument, who may (None: same as role)
     run: Handler | None = None
-    own: bool = False  # touches only the asker's own conversation (without "all")
+    reach: Reach = Reach.OWN
 
 
 SUBCOMMANDS: dict[str, Subcommand] = {}
@@ -76,12 +86,12 @@ def subcommand(
     role: Role = Role.ANYONE,
     change_role: Role | None = None,
     *,
-    own: bool = False,
+    reach: Reach = Reach.OWN,
 ):
     """Register ``run`` as ``/glm <name>``."""
 
     def register(run: Handler) -> Handler:
-        SUBCOMMANDS[name] = Subcommand(name, usage, summary, role, change_role, run, own)
+        SUBCOMMANDS[name] = Subcommand(name, usage, summary, role, change_role, run, reach)
         return run
 
     return register
@@ -104,7 +114,6 @@ def _on_off(argument: str) -> bool | None:
     "/glm reset [all]",
     "清空本会话的上下文（别名 /重置对话；全群共用上下文时需管理员）",
     Role.ANYONE,
-    own=True,
 )
 async def _reset(request: Request) -> str:
     # Shared context: admins only. Personal mode: everyone their own; admins "all" for everyone.
@@ -119,7 +128,7 @@ async def _reset(request: Request) -> str:
     return f"上下文已清空（忘掉了 {removed} 轮对话）。" if removed else "上下文本来就是空的。"
 
 
-@subcommand("status", "/glm status", "查看模型、已记住的轮数和估计的 token 数", own=True)
+@subcommand("status", "/glm status", "查看模型、已记住的轮数和估计的 token 数")
 async def _status(request: Request) -> str:
     status = await request.services.chat.status(await request.conversation(), request.chat)
     return (
@@ -131,9 +140,10 @@ async def _status(request: Request) -> str:
 @subcommand(
     "persona",
     "/glm persona [内容|clear]",
-    "查看或设置本群的人设（系统提示词）",
+    "查看或设置人设（系统提示词）",
     Role.ANYONE,
     change_role=Role.ADMIN,
+    reach=Reach.CHAT_WHEN_SET,
 )
 async def _persona(request: Request) -> str:
     argument = request.argument
@@ -156,6 +166,7 @@ async def _persona(request: Request) -> str:
     "查看或切换本会话的模型",
     Role.ANYONE,
     change_role=Role.SUPERUSER,
+    reach=Reach.CHAT_WHEN_SET,
 )
 async def _model(request: Request) -> str:
     chat = request.services.chat
@@ -169,7 +180,13 @@ async def _model(request: Request) -> str:
     return f"模型已切换为 {name}。（名称不对的话，下次提问时会提示。）"
 
 
-@subcommand("mode", "/glm mode shared|personal", "本群共用一个上下文，或每人一个", Role.ADMIN)
+@subcommand(
+    "mode",
+    "/glm mode shared|personal",
+    "本群共用一个上下文，或每人一个",
+    Role.ADMIN,
+    reach=Reach.CHAT_WHEN_SET,
+)
 async def _mode(request: Request) -> str:
     if not isinstance(request.event, GroupMessageEvent):
         return "私聊本来就是你自己的上下文。"
@@ -183,19 +200,25 @@ async def _mode(request: Request) -> str:
     return "已切换为全群共用一个上下文。"
 
 
-@subcommand("on", "/glm on", "在本群开启回答", Role.ADMIN)
+@subcommand("on", "/glm on", "在本群开启回答", Role.ADMIN, reach=Reach.CHAT)
 async def _on(request: Request) -> str:
     await request.update(enabled=True)
     return "好的，我回来了。"
 
 
-@subcommand("off", "/glm off", "在本群关闭回答（命令仍可用）", Role.ADMIN)
+@subcommand("off", "/glm off", "在本群关闭回答（命令仍可用）", Role.ADMIN, reach=Reach.CHAT)
 async def _off(request: Request) -> str:
     await request.update(enabled=False)
     return "好的，我先不说话了，/glm on 可以叫我回来。"
 
 
-@subcommand("search", "/glm search on|off", "开关联网搜索，回答后列出来源", Role.ADMIN)
+@subcommand(
+    "search",
+    "/glm search on|off",
+    "开关联网搜索，回答后列出来源",
+    Role.ADMIN,
+    reach=Reach.CHAT_WHEN_SET,
+)
 async def _search(request: Request) -> str:
     choice = _on_off(request.argument)
     if choice is None:
@@ -205,7 +228,7 @@ async def _search(request: Request) -> str:
     return "联网搜索已开启，回答会附上来源。" if choice else "联网搜索已关闭。"
 
 
-@subcommand("usage", "/glm usage", "本群今天和近 7 天用掉的 token")
+@subcommand("usage", "/glm usage", "今天和近 7 天用掉的 token")
 async def _usage(request: Request) -> str:
     store = request.services.chat.store
     today = date.today()
@@ -228,7 +251,7 @@ async def _usage(request: Request) -> str:
     week = sum(tokens for _, _, tokens in rows)
     day_total = sum(tokens for _, day, tokens in rows if day == today.isoformat())
     limit = request.services.config.glm_daily_tokens
-    quota = f"（每日上限 {limit}）" if limit and request.chat.startswith("group:") else ""
+    quota = f"（每日上限 {limit}）" if limit else ""
     return f"今天用了 {day_total} tokens{quota}，近 7 天共 {week} tokens。"
 
 
@@ -275,9 +298,14 @@ _WHO_CHANGES = {Role.ADMIN: "管理员", Role.SUPERUSER: "机器人主人", Role
 
 
 def runs_on_own(name: str, argument: str) -> bool:
-    """Whether ``/glm name argument`` touches only the asker's own conversation."""
+    """Whether ``/glm name argument`` leaves the rest of the chat alone (in personal mode it
+    then runs in the asker's lane, without waiting for other members' answers)."""
     command = SUBCOMMANDS.get(name)
-    return command is not None and command.own and argument.lower() != "all"
+    if command is None:  # the help
+        return True
+    if argument.lower() == "all" or command.reach is Reach.CHAT:
+        return False
+    return command.reach is Reach.OWN or not argument
 
 
 async def run_subcommand(event: MessageEvent, name: str, argument: str) -> str:
@@ -294,4 +322,9 @@ async def run_subcommand(event: MessageEvent, name: str, argument: str) -> str:
 
 async def run_command(outbox: Outbox, event: MessageEvent, name: str, argument: str) -> None:
     """Run ``/glm name argument`` and reply with the result, quoting the command."""
-    await outbox.say(event, await run_subcommand(event, name, argument))
+    try:
+        reply = await run_subcommand(event, name, argument)
+    except Exception as error:
+        logger.opt(exception=error).error(f"glm-chat: /glm {name} failed")
+        reply = UNEXPECTED_ERROR
+    await outbox.say(event, reply)

@@ -19,7 +19,7 @@ from nonebot.adapters.onebot.v11 import (
     MessageEvent,
     MessageSegment,
 )
-from nonebot.exception import ActionFailed, AdapterException
+from nonebot.exception import ActionFailed, AdapterException, DriverException
 from nonebot.log import logger
 
 from .events import reply_to
@@ -75,7 +75,8 @@ class Outbox:
             except ActionFailed as error:
                 logger.warning(f"glm-chat: QQ refused {what}: {_reason(error)}")
                 return False
-            except AdapterException as error:
+            except (AdapterException, DriverException, OSError, RuntimeError) as error:
+                # The connection is gone (or went while sending): a new one may be there.
                 again = get_bots().get(self._bot.self_id)
                 if attempt or not isinstance(again, Bot) or again is self._bot:
                     logger.warning(f"glm-chat: {what} not delivered: {type(error).__name__}")

@@ -2,15 +2,19 @@
 
 A message takes its place in the queue the moment the adapter parses it: before the adapter
 awaits anything for it (looking up a quoted message with ``get_msg`` takes a round trip, during
-which later messages would overtake it). Our event preprocessor then gives the place its work:
-a ``/glm`` command, a question, or nothing. The one matcher only waits for that work, so that
-NoneBot blocks other plugins' matchers for the message and tests see the replies in its run.
+which later messages would overtake it). Our event preprocessor then decides what the message
+asks for: nothing (the place is given up at once, the common case in a busy group), a ``/glm``
+command or a question. The work itself is handed over by the one matcher, so that another
+plugin that blocks the event with a matcher of higher priority stops the answer too; our event
+postprocessor then gives the place up. A place whose event never gets that far (another
+plugin's preprocessor ignored it) is given up when the event is freed.
 """
 
 from __future__ import annotations
 
 import asyncio
 import weakref
+from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
@@ -23,7 +27,7 @@ from nonebot.adapters.onebot.v11 import (
     PrivateMessageEvent,
 )
 from nonebot.consts import CMD_ARG_KEY, CMD_KEY, CMD_WHITESPACE_KEY, PREFIX_KEY
-from nonebot.message import event_preprocessor
+from nonebot.message import event_postprocessor, event_preprocessor
 from nonebot.rule import Rule, TrieRule
 from nonebot.typing import T_State
 from pydantic import PrivateAttr
@@ -35,61 +39,75 @@ from .commands import run_command, runs_on_own
 from .delivery import Outbox
 from .events import chat_of, glm_command, is_superuser, mentions, replied_to
 
-STATE_KEY = "glm_chat.place"
+STATE_KEY = "glm_chat.arrival"
 PRIVATE_CLOSED = "这个机器人目前不接受私聊，请在群里@我。"
 
 
-def _arrive(event: MessageEvent) -> Place | None:
-    """Reserve ``event``'s place; given up when the event is dropped before it gets work."""
+@dataclass(frozen=True)
+class Arrival:
+    """A message's place, and the safety net that gives it up if the event is dropped."""
+
+    place: Place
+    unclaimed: weakref.finalize
+
+    @classmethod
+    def of(cls, event: MessageEvent, queues: ChatQueues) -> Arrival:
+        place = queues.reserve(chat_of(event))
+        return cls(place, weakref.finalize(event, ChatQueues.fill, place, None))
+
+    def give(self, work: Work | None) -> None:
+        """Fill the place; the safety net is no longer needed (and must not keep ``work``)."""
+        self.unclaimed.detach()
+        ChatQueues.fill(self.place, work)
+
+
+def _arrive(event: MessageEvent) -> Arrival | None:
+    """Reserve ``event``'s place as it is parsed, when the bot is running."""
     services = running_services()
     try:
         asyncio.get_running_loop()
     except RuntimeError:  # built outside the bot's loop (a test): the preprocessor reserves
         return None
-    if services is None:
-        return None
-    place = services.queues.reserve(chat_of(event))
-    weakref.finalize(event, ChatQueues.fill, place, None)
-    return place
+    return Arrival.of(event, services.queues) if services is not None else None
 
 
 class GroupMessage(GroupMessageEvent):
     """A group message that takes its place in its chat's queue as it is parsed."""
 
-    _glm_place: Place | None = PrivateAttr(default=None)
+    _glm_arrival: Arrival | None = PrivateAttr(default=None)
 
     def model_post_init(self, context: Any, /) -> None:
         super().model_post_init(context)
-        self._glm_place = _arrive(self)
+        self._glm_arrival = _arrive(self)
 
 
 class PrivateMessage(PrivateMessageEvent):
     """A private message that takes its place in its chat's queue as it is parsed."""
 
-    _glm_place: Place | None = PrivateAttr(default=None)
+    _glm_arrival: Arrival | None = PrivateAttr(default=None)
 
     def model_post_init(self, context: Any, /) -> None:
         super().model_post_init(context)
-        self._glm_place = _arrive(self)
+        self._glm_arrival = _arrive(self)
 
 
 Adapter.add_custom_model(GroupMessage, PrivateMessage)
 
 
 @event_preprocessor
-async def _give_work(bot: Bot, event: MessageEvent, state: T_State) -> None:
+async def _decide(bot: Bot, event: MessageEvent, state: T_State) -> None:
+    arrival: Arrival | None = getattr(event, "_glm_arrival", None)
     services = running_services()
-    place: Place | None = getattr(event, "_glm_place", None)
     if services is None:
-        if place is not None:
-            ChatQueues.fill(place, None)
+        if arrival is not None:
+            arrival.give(None)
         return
-    if place is None:
-        place = services.queues.reserve(chat_of(event))
+    arrival = arrival or Arrival.of(event, services.queues)
     work = work_for(bot, event, state, services)
-    ChatQueues.fill(place, work)
-    if work is not None:
-        state[STATE_KEY] = place
+    if work is None:
+        arrival.give(None)
+    else:
+        state[STATE_KEY] = (arrival, work)
 
 
 def work_for(bot: Bot, event: MessageEvent, state: T_State, services: Services) -> Work | None:
@@ -156,6 +174,13 @@ def _private_closed(outbox: Outbox, event: MessageEvent, services: Services) -> 
     return Work(partial(outbox.say, event, PRIVATE_CLOSED))
 
 
+@event_postprocessor
+async def _give_up_unclaimed(event: MessageEvent, state: T_State) -> None:
+    """Our matcher never ran for this event (another plugin's took it first): no answer."""
+    if (decided := state.get(STATE_KEY)) is not None:
+        decided[0].give(None)
+
+
 async def _has_work(state: T_State) -> bool:
     return STATE_KEY in state
 
@@ -166,6 +191,7 @@ waiter = on_message(rule=Rule(_has_work), priority=10, block=True)
 
 
 @waiter.handle()
-async def _wait_for_work(state: T_State) -> None:
-    place: Place = state[STATE_KEY]
-    await place.wait()
+async def _hand_over_and_wait(state: T_State) -> None:
+    arrival, work = state[STATE_KEY]
+    arrival.give(work)
+    await arrival.place.wait()
