@@ -185,8 +185,8 @@ async def _has_work(state: T_State) -> bool:
     return STATE_KEY in state
 
 
-# Runs before any command matcher: a message meets one matcher of this plugin, not several
-# (checking a matcher costs NoneBot about as much CPU as echoing the message).
+# The plugin's one matcher, for questions and commands alike: checking a matcher costs NoneBot
+# about as much CPU as echoing the message, so a message should meet one, not several.
 waiter = on_message(rule=Rule(_has_work), priority=10, block=True)
 
 
