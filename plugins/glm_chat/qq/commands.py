@@ -286,6 +286,8 @@ async def _help(request: Request) -> str:
     how = "群里@我或回复我的消息即可提问。" if group else "直接发消息即可提问。"
     lines = [how + "可用命令："]
     for command in SUBCOMMANDS.values():
+        if not group and command.name in GROUP_ONLY:
+            continue
         if allowed(command.change_role or command.role, request.event):
             lines.append(f"{command.usage} — {command.summary}")
         elif allowed(command.role, request.event):  # may look, not change
@@ -294,6 +296,7 @@ async def _help(request: Request) -> str:
     return "\n".join(lines)
 
 
+GROUP_ONLY = frozenset({"mode", "on", "off"})  # left out of the help in private chat
 _WHO_CHANGES = {Role.ADMIN: "管理员", Role.SUPERUSER: "机器人主人", Role.ANYONE: ""}
 
 
