@@ -153,3 +153,9 @@ async def test_a_message_another_plugin_takes_first_gets_no_answer_and_holds_not
     after = group_message("还在吗", group_id=group)
     await receive(app, after, quoted(after, "回声#2：小明(42): 还在吗"))
     assert len(fake_glm.completions()) == 1
+
+
+async def test_a_command_after_a_quote_the_client_could_not_look_up_still_runs(app: App, group):
+    message = Message([MessageSegment.reply(999_999), MessageSegment.text(" /glm reset")])
+    event = group_message(message, group_id=group, role="admin", to_me=False)
+    await receive(app, event, quoted(event, "上下文本来就是空的。"))

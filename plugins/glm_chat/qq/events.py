@@ -24,7 +24,8 @@ def glm_command(message: Message, starts: Iterable[str]) -> tuple[str, str] | No
     The command must stand alone (``/glmfoo`` is not one); any whitespace separates the words,
     the full-width space of Chinese input methods included.
     """
-    message = Message(segment for segment in message if segment.type != "reply")
+    if message and message[0].type == "reply":  # the QQ client could not look it up
+        message = message[1:]
     if not message or message[0].type != "text":
         return None
     head = message[0].data.get("text", "").lstrip()

@@ -119,10 +119,10 @@ def work_for(bot: Bot, event: MessageEvent, state: T_State, services: Services) 
     group = isinstance(event, GroupMessageEvent)
     if group and config.glm_groups and event.group_id not in config.glm_groups:
         return None
-    outbox = Outbox(bot, services.sent)
     command = glm_command(event.get_message(), get_driver().config.command_start)
     if command is None and not _asks(bot, event, state, services):
         return None
+    outbox = Outbox(bot, services.sent)
     if not group and not _may_talk_privately(event, config.glm_private, command is not None):
         return _private_closed(outbox, event, services)
     if command is not None:
