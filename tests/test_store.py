@@ -4,6 +4,7 @@ import re
 import sqlite3
 import stat
 from collections.abc import Iterator
+from datetime import date
 from pathlib import Path
 
 import pytest
@@ -120,8 +121,10 @@ async def test_a_v1_database_is_migrated_and_its_usage_counted(tmp_db: Path, mon
     monkeypatch.setattr(store_module, "MIGRATIONS", MIGRATIONS)
     store = await ContextStore.open(tmp_db)
     try:
-        assert await store.schema_version() == 2
+        assert await store.schema_version() == len(MIGRATIONS)
         assert await store.recent("group:1", 5) == [Turn("旧的", "回答", ALICE)]
+        (listed,) = await store.list_chats("2000-01-01", "2000-01-01", limit=10)
+        assert (listed.chat, listed.turns) == ("group:1", 1)
         (row,) = await store.usage_since("2000-01-01")
         assert row[0] == "group:1" and row[2] == 42
         # New turns count towards their chat's usage, in the same statement.
@@ -213,5 +216,46 @@ async def test_every_query_runs_without_deprecation_warnings(tmp_db: Path):
         (scope, day, tokens), *_ = await store.usage_since("2000-01-01", "group:1")
         assert await store.tokens_on(scope, day) == tokens == 2
         assert await store.reset("group:1", with_members=True) == 2
+    finally:
+        await store.close()
+
+
+async def test_the_console_lists_chats_by_last_activity_with_their_tokens(tmp_db: Path):
+    store = await ContextStore.open(tmp_db)
+    try:
+        await store.append_turn("group:1", Turn("q", "a", ALICE), usage=Usage(10, 5, 15))
+        await store.append_turn("private:9", Turn("q", "a"), usage=Usage(1, 1, 2))
+        await store.append_turn(
+            "group:1:7", Turn("mine", "a"), usage=Usage(3, 3, 6), scope="group:1"
+        )
+        await store.save_options("group:2", ChatOptions(persona="猫"))  # set, never talked
+        today = date.today().isoformat()
+        listed = await store.list_chats(today, today, limit=10)
+        assert [(c.chat, c.turns, c.tokens_today) for c in listed] == [
+            ("group:1", 2, 21),
+            ("private:9", 1, 2),
+            ("group:2", 0, 0),
+        ]
+        assert listed[2].options.persona == "猫"
+        assert await store.count_chats() == 3
+        assert [c.chat for c in await store.list_chats(today, today, limit=5, search="group")] == [
+            "group:1",
+            "group:2",
+        ]
+        assert [c.chat for c in await store.list_chats(today, today, limit=1, offset=1)] == [
+            "private:9"
+        ]
+
+        turns = await store.chat_turns("group:1", 10)  # the member's own turn included
+        assert [(t.conversation, t.turn.question) for t in turns] == [
+            ("group:1:7", "mine"),
+            ("group:1", "q"),
+        ]
+        await store.reset("group:1", with_members=True)
+        assert (await store.list_chats(today, today, limit=1))[0].turns == 0
+        # Usage stays: what was spent was spent.
+        assert await store.tokens_by_day(today) == {today: 23}
+        assert await store.top_chats(today, 1) == [("group:1", 21)]
+        assert [u.chat for u in await store.daily_usage(today)] == ["group:1", "private:9"]
     finally:
         await store.close()

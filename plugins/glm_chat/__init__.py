@@ -4,6 +4,7 @@ from nonebot import get_driver
 from nonebot.plugin import PluginMetadata
 
 from .config import Config
+from .console import close_console, install, open_console
 from .runtime import close_services, open_services
 from .startup import load_config, stop_on_store_error
 
@@ -19,16 +20,20 @@ __plugin_meta__ = PluginMetadata(
 
 plugin_config = load_config()  # a bad setting stops the start here, with one line
 _driver = get_driver()
+_console = install(plugin_config)  # only where the driver serves HTTP
 
 
 @_driver.on_startup
 async def _start() -> None:
     with stop_on_store_error():
         await open_services(plugin_config)
+        if _console:
+            open_console(plugin_config)
 
 
 @_driver.on_shutdown
 async def _stop() -> None:
+    close_console()
     await close_services()
 
 

@@ -22,6 +22,7 @@ DEFAULT_SYSTEM_PROMPT = (
 KEY_PLACEHOLDER = "your-key-id.your-key-secret"
 KEY_PLACEHOLDERS = frozenset({KEY_PLACEHOLDER, "<id.secret>"})  # the second: as hints write it
 TOKEN_PLACEHOLDER = "change-me"
+CONSOLE_TOKEN_MIN = 16
 
 
 def _whole(default: int, low: int, high: int | None = None) -> Any:
@@ -82,6 +83,13 @@ class Config(BaseModel):
     glm_private: Literal["on", "superusers", "off"] = Field(
         "on", description="one of on, superusers, off"
     )
+    glm_console: Literal["on", "off"] = Field("on", description="on or off")
+    glm_console_token: str | None = Field(
+        None,
+        min_length=CONSOLE_TOKEN_MIN,
+        description=f"a secret of {CONSOLE_TOKEN_MIN} or more characters, or nothing",
+        examples=["<a long random string>"],
+    )
 
     @field_validator("glm_api_key", mode="before")
     @classmethod
@@ -90,7 +98,9 @@ class Config(BaseModel):
             return [_as_text(item) for item in value]
         return _as_text(value)
 
-    @field_validator("glm_model", "glm_vision_model", "glm_system_prompt", mode="before")
+    @field_validator(
+        "glm_model", "glm_vision_model", "glm_system_prompt", "glm_console_token", mode="before"
+    )
     @classmethod
     def _text(cls, value: Any) -> Any:
         return _as_text(value)
@@ -104,7 +114,7 @@ class Config(BaseModel):
             return [_as_text(item) for item in value]
         return value
 
-    @field_validator("glm_thinking", mode="before")
+    @field_validator("glm_thinking", "glm_console_token", mode="before")
     @classmethod
     def _blank_is_unset(cls, value: Any) -> Any:
         return None if value == "" else value

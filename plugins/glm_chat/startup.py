@@ -29,8 +29,9 @@ from .config import TOKEN_PLACEHOLDER, Config
 from .glm.auth import key_label
 from .memory.store import SchemaTooNewError, StoreOpenError
 
-SECRET_SETTINGS = frozenset({"glm_api_key"})  # their values never reach the log
-SECRET_NAMES = frozenset({"GLM_API_KEY", "ONEBOT_ACCESS_TOKEN"})  # belong in .env.local
+# Their values never reach the log, and they belong in .env.local or the environment.
+SECRET_SETTINGS = frozenset({"glm_api_key", "glm_console_token"})
+SECRET_NAMES = frozenset({"GLM_API_KEY", "ONEBOT_ACCESS_TOKEN", "GLM_CONSOLE_TOKEN"})
 LOCAL_ENV_FILE = ".env.local"
 REVERSE_WS_PATH = "/onebot/v11/ws"
 NOT_CONFIGURED = "so the bot answers that it is not configured"
@@ -228,11 +229,15 @@ def report_ready(config: Config) -> None:
 def reverse_ws_url() -> str:
     """``ws://HOST:PORT/onebot/v11/ws`` from NoneBot's HOST and PORT."""
     config = get_driver().config
-    host = ip_address(str(config.host))
-    shown = "<this machine's address>" if host.is_unspecified else str(host)
-    if host.version == 6 and not host.is_unspecified:
-        shown = f"[{shown}]"
-    return f"ws://{shown}:{config.port}{REVERSE_WS_PATH}"
+    return f"ws://{shown_host(config.host)}:{config.port}{REVERSE_WS_PATH}"
+
+
+def shown_host(host: object) -> str:
+    """HOST as it goes into a URL another program can use."""
+    address = ip_address(str(host))
+    if address.is_unspecified:
+        return "<this machine's address>"
+    return f"[{address}]" if address.version == 6 else str(address)
 
 
 # --- the database -----------------------------------------------------------------------------

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..config import DEFAULT_VISION_MODEL
-from ..glm.client import CallMode, GLMClient
+from ..glm.client import CallMode, GLMClient, TextSink
 from ..glm.completion import Completion
 from ..glm.errors import MessageTooLongError, PromptTooLongError
 from ..memory.models import ChatOptions, Speaker, Turn
@@ -20,6 +20,7 @@ from ..memory.store import ContextStore
 from .prompt import GROUP_NOTE, build_messages, history_tokens
 
 IMAGE_PLACEHOLDER = "[图片]"
+PERSONA_LIMIT = 2000  # characters a chat's persona may have
 OPTIONS_CACHED = 4096  # chats whose settings stay in memory; the oldest read is dropped
 IMAGE_ONLY_QUESTION = "请看看这张图片。"
 WEB_SEARCH_TOOL = {"type": "web_search", "web_search": {"enable": True, "search_result": True}}
@@ -66,6 +67,13 @@ class ConversationStatus:
     tokens: int
 
 
+def persona_problem(persona: str) -> str | None:
+    """Why ``persona`` cannot be a chat's persona (one Chinese sentence), or None."""
+    if len(persona) > PERSONA_LIMIT:
+        return f"人设太长了（{len(persona)} 字），请控制在 {PERSONA_LIMIT} 字以内。"
+    return None
+
+
 def group_key(group_id: int | str) -> str:
     return f"group:{group_id}"
 
@@ -110,14 +118,17 @@ class ChatService:
         return options.model or self.settings.model
 
     async def answer(
-        self, question: Question, hand_over: Callable[[Completion], Awaitable[bool]]
+        self,
+        question: Question,
+        hand_over: Callable[[Completion], Awaitable[bool]],
+        on_text: TextSink | None = None,
     ) -> Completion:
         """Answer ``question`` and hand the answer over (to QQ, to a browser); the turn is
         stored only when ``hand_over`` says it got through (its tokens are counted either
-        way). A failed call stores nothing."""
+        way). A failed call stores nothing. ``on_text`` sees the answer as it streams."""
         options = await self.options(question.chat)
         history = await self.store.recent(question.conversation, self.settings.history_turns)
-        completion = await self._complete_fitting(question, options, history)
+        completion = await self._complete_fitting(question, options, history, on_text)
         if await hand_over(completion):
             await self.store.append_turn(
                 question.conversation,
@@ -131,25 +142,34 @@ class ChatService:
         return completion
 
     async def _complete_fitting(
-        self, question: Question, options: ChatOptions, history: list[Turn]
+        self,
+        question: Question,
+        options: ChatOptions,
+        history: list[Turn],
+        on_text: TextSink | None,
     ) -> Completion:
         budget = self.settings.context_tokens
         try:
-            return await self._call_within(question, options, history, budget)
+            return await self._call_within(question, options, history, budget, on_text)
         except MessageTooLongError:
             raise
         except PromptTooLongError:
             # Our estimate was too generous for this model: trim much harder, once.
-            return await self._call_within(question, options, history, budget // 3)
+            return await self._call_within(question, options, history, budget // 3, on_text)
 
     async def _call_within(
-        self, question: Question, options: ChatOptions, history: list[Turn], budget: int
+        self,
+        question: Question,
+        options: ChatOptions,
+        history: list[Turn],
+        budget: int,
+        on_text: TextSink | None,
     ) -> Completion:
         """One call with as much history as fits ``budget``; a prompt the model still finds
         too long without any history means the message itself is too long."""
         messages = self._messages(question, options, history, budget)
         try:
-            return await self._call(question, options, messages)
+            return await self._call(question, options, messages, on_text)
         except PromptTooLongError as error:
             if _carries_history(messages):
                 raise
@@ -175,7 +195,11 @@ class ChatService:
         )
 
     async def _call(
-        self, question: Question, options: ChatOptions, messages: list[dict[str, Any]]
+        self,
+        question: Question,
+        options: ChatOptions,
+        messages: list[dict[str, Any]],
+        on_text: TextSink | None,
     ) -> Completion:
         settings = self.settings
         request_options: dict[str, Any] = {}
@@ -189,6 +213,7 @@ class ChatService:
             mode=settings.call_mode,
             options=request_options or None,
             conversation=question.conversation,
+            on_text=on_text,
         )
 
     async def reset(self, conversation: str, *, with_members: bool = False) -> int:

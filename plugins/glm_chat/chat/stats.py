@@ -12,6 +12,8 @@ from ..glm.client import CallRecord
 
 # Latencies kept per window for the percentiles; older ones fall off (memory stays flat).
 LATENCY_SAMPLES = 10_000
+RECENT_CALLS = 500  # the console's list of recent calls
+HOURS_KEPT = 48  # the console's chart of calls per hour
 
 
 def percentile(sorted_values: list[float], fraction: float) -> float:
@@ -72,14 +74,27 @@ def error_key(record: CallRecord) -> str:
     return record.error or "unknown"
 
 
+@dataclass
+class Hour:
+    """Calls that started in one clock hour."""
+
+    start: float  # epoch seconds, on the hour
+    calls: int = 0
+    failed: int = 0
+    tokens: int = 0
+
+
 class CallStats:
-    """Collects every ``CallRecord`` since start and for the current (local) day."""
+    """Collects every ``CallRecord`` since start and for the current (local) day, the most
+    recent calls themselves, and counts per hour."""
 
     def __init__(self, clock: Callable[[], float] = time.time) -> None:
         self._clock = clock
         self.since_start = Window()
         self.today = Window()
         self._day = self._date()
+        self.recent: deque[CallRecord] = deque(maxlen=RECENT_CALLS)
+        self._hours: deque[Hour] = deque(maxlen=HOURS_KEPT)
 
     def _date(self) -> date:
         return datetime.fromtimestamp(self._clock()).date()
@@ -93,6 +108,26 @@ class CallStats:
         self._roll_day()
         self.since_start.add(record)
         self.today.add(record)
+        self.recent.append(record)
+        hour = self._hour(record.started_at)
+        hour.calls += 1
+        hour.failed += not record.ok
+        hour.tokens += record.usage.prompt_tokens + record.usage.completion_tokens
+
+    def _hour(self, at: float) -> Hour:
+        start = at - at % 3600
+        if not self._hours or self._hours[-1].start < start:
+            self._hours.append(Hour(start))
+        return next((h for h in reversed(self._hours) if h.start <= start), self._hours[-1])
+
+    def hours(self, count: int = 24) -> list[Hour]:
+        """The last ``count`` clock hours, oldest first, the current one included (empty hours
+        too)."""
+        now = self._clock()
+        current = now - now % 3600
+        kept = {hour.start: hour for hour in self._hours}
+        starts = [current - 3600 * back for back in range(count - 1, -1, -1)]
+        return [kept.get(start) or Hour(start) for start in starts]
 
     def summaries(self) -> tuple[WindowSummary, WindowSummary]:
         """``(today, since_start)``."""

@@ -95,6 +95,11 @@ class KeyPool:
         return len(self._credentials)
 
     @property
+    def labels(self) -> list[str]:
+        """Each key's id part, never its secret."""
+        return [c.label for c in self._credentials]
+
+    @property
     def tokens_minted(self) -> int:
         return sum(c.tokens_minted for c in self._credentials)
 

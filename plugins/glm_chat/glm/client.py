@@ -30,6 +30,7 @@ from .sse import iter_sse_data
 
 CallMode = Literal["stream", "sync", "async"]
 Message = dict[str, Any]
+TextSink = Callable[[str], None]  # takes each piece of an answer as it streams
 T = TypeVar("T")
 
 # How long a key rests after the platform refused it.
@@ -68,6 +69,7 @@ class CallRecord:
     total_s: float = 0.0
     usage: Usage = field(default_factory=Usage)
     rested_keys: list[str] = field(default_factory=list)  # labels put to rest by this call
+    started_at: float = field(default_factory=time.time)  # wall clock, for the console
 
     @property
     def ok(self) -> bool:
@@ -129,14 +131,18 @@ class GLMClient:
         mode: CallMode = "stream",
         options: dict[str, Any] | None = None,
         conversation: str = "",
+        on_text: TextSink | None = None,
     ) -> Completion:
-        """Ask for one completion, retrying what is worth retrying within a deadline."""
+        """Ask for one completion, retrying what is worth retrying within a deadline.
+
+        ``on_text`` receives the answer's text as it streams (stream mode only; a retried
+        stream starts over, so a reader should take the returned completion as final).
+        """
         record = CallRecord(conversation, model, mode)
         started = time.monotonic()
+        body = {"model": model, "messages": messages, **(options or {})}
         try:
-            completion = await self._complete_with_retries(
-                {"model": model, "messages": messages, **(options or {})}, mode, record, started
-            )
+            completion = await self._complete_with_retries(body, mode, record, started, on_text)
         except BaseException as error:  # a cancelled call is a failed one too; never swallowed
             record.fail(error)
             raise
@@ -149,7 +155,12 @@ class GLMClient:
                 self._on_call(record)
 
     async def _complete_with_retries(
-        self, body: dict[str, Any], mode: CallMode, record: CallRecord, started: float
+        self,
+        body: dict[str, Any],
+        mode: CallMode,
+        record: CallRecord,
+        started: float,
+        on_text: TextSink | None,
     ) -> Completion:
         if self.keys is None:
             raise NotConfiguredError("no API key configured")
@@ -159,7 +170,9 @@ class GLMClient:
 
         async def call(credential: Credential) -> Completion:
             async with self._slots:
-                return await self._call_once(mode, body, credential.bearer(), record, started)
+                return await self._call_once(
+                    mode, body, credential.bearer(), record, started, on_text
+                )
 
         return await self._with_retries(call, record, deadline)
 
@@ -210,19 +223,30 @@ class GLMClient:
         return len(self.keys.resting()) < len(self.keys)
 
     async def _call_once(
-        self, mode: CallMode, body: dict[str, Any], bearer: str, record: CallRecord, started: float
+        self,
+        mode: CallMode,
+        body: dict[str, Any],
+        bearer: str,
+        record: CallRecord,
+        started: float,
+        on_text: TextSink | None = None,
     ) -> Completion:
         headers = _auth_headers(bearer)
         with _transport_errors(self._timeout):
             if mode == "stream":
-                return await self._stream(body, headers, record, started)
+                return await self._stream(body, headers, record, started, on_text)
             response = await self._http.post(
                 "chat/completions", json={**body, "stream": False}, headers=headers
             )
         return _completion_from_response(response)
 
     async def _stream(
-        self, body: dict[str, Any], headers: dict[str, str], record: CallRecord, started: float
+        self,
+        body: dict[str, Any],
+        headers: dict[str, str],
+        record: CallRecord,
+        started: float,
+        on_text: TextSink | None,
     ) -> Completion:
         request = self._http.build_request(
             "POST", "chat/completions", json={**body, "stream": True}, headers=headers
@@ -240,9 +264,11 @@ class GLMClient:
             async for payload in iter_sse_data(response.aiter_bytes()):
                 if assembler.done:
                     continue
-                assembler.feed(payload)
-                if assembler.first_content and record.first_token_s is None:
+                text = assembler.feed(payload)
+                if text and record.first_token_s is None:
                     record.first_token_s = time.monotonic() - started
+                if text and on_text is not None:
+                    on_text(text)
             return assembler.result()
         finally:
             await response.aclose()

@@ -134,13 +134,13 @@ class StreamAssembler:
         self._usage = Usage()
         self._web_search: list[dict[str, Any]] = []
         self.done = False
-        self.first_content = False
 
-    def feed(self, payload: str) -> None:
-        """Take one event's data; raises the typed error an error frame carries."""
+    def feed(self, payload: str) -> str:
+        """Take one event's data and return the answer text it adds; raises the typed error an
+        error frame carries."""
         if payload.strip() == "[DONE]":
             self.done = True
-            return
+            return ""
         try:
             data = json.loads(payload)
         except ValueError as exc:
@@ -152,17 +152,19 @@ class StreamAssembler:
         if "usage" in data:
             self._usage = Usage.from_json(data["usage"])
         self._web_search.extend(_web_search(data))
+        added = ""
         for choice in data.get("choices") or []:
             if not isinstance(choice, dict):
                 continue
             delta = choice.get("delta") if isinstance(choice.get("delta"), dict) else {}
             if text := _text(delta.get("content")):
                 self._content.append(text)
-                self.first_content = True
+                added += text
             self._reasoning.append(_text(delta.get("reasoning_content")))
             if choice.get("finish_reason"):
                 self._finish_reason = choice["finish_reason"]
                 check_finish_reason(self._finish_reason)
+        return added
 
     def result(self) -> Completion:
         """The completion, once the stream has ended."""

@@ -37,3 +37,37 @@ class ChatOptions:
     personal: bool = False  # each member has their own conversation in the group
     enabled: bool = True
     web_search: bool = False
+
+
+@dataclass(frozen=True)
+class ChatListing:
+    """One chat as the console lists it."""
+
+    chat: str  # group:1, private:2, console:playground
+    turns: int  # kept now (a reset forgets them)
+    last_at: float  # when the last turn was stored (0: never)
+    tokens_today: int
+    tokens_week: int  # the last 7 days, today included
+    options: ChatOptions
+
+
+@dataclass(frozen=True)
+class StoredTurn:
+    """A turn as it was stored: where, when, with which model, at what cost."""
+
+    conversation: str
+    turn: Turn
+    model: str
+    prompt_tokens: int
+    completion_tokens: int
+    created_at: float
+
+
+@dataclass(frozen=True)
+class DayUsage:
+    """Tokens a chat spent on one local day."""
+
+    chat: str
+    day: str  # YYYY-MM-DD
+    tokens: int
+    turns: int

@@ -13,7 +13,7 @@ from pathlib import Path
 import aiosqlite
 
 from ..glm.completion import Usage
-from .models import ChatOptions, Speaker, Turn
+from .models import ChatListing, ChatOptions, DayUsage, Speaker, StoredTurn, Turn
 
 Migration = Callable[[aiosqlite.Connection], Awaitable[None]]
 
@@ -90,8 +90,60 @@ async def _add_settings_and_usage(db: aiosqlite.Connection) -> None:
     )
 
 
+async def _add_chat_index(db: aiosqlite.Connection) -> None:
+    # One row per chat, kept by triggers, so that the console lists 10k chats by their last
+    # activity without counting a million turns; and usage by day without scanning every chat.
+    await db.execute(
+        """
+        CREATE TABLE chats (
+            scope TEXT PRIMARY KEY,
+            turns INTEGER NOT NULL DEFAULT 0,
+            last_at REAL NOT NULL DEFAULT 0
+        )
+        """
+    )
+    await db.execute("CREATE INDEX chats_by_last ON chats (last_at)")
+    await db.execute("CREATE INDEX usage_daily_by_day ON usage_daily (day, scope, tokens)")
+    await db.execute(
+        """
+        CREATE TRIGGER turns_count_chat AFTER INSERT ON turns
+        BEGIN
+            INSERT INTO chats (scope, turns, last_at)
+            VALUES (COALESCE(NEW.scope, NEW.conversation), 1, NEW.created_at)
+            ON CONFLICT (scope) DO UPDATE
+            SET turns = turns + 1, last_at = MAX(last_at, excluded.last_at);
+        END
+        """
+    )
+    await db.execute(
+        """
+        CREATE TRIGGER turns_uncount_chat AFTER DELETE ON turns
+        BEGIN
+            UPDATE chats SET turns = turns - 1
+            WHERE scope = COALESCE(OLD.scope, OLD.conversation);
+        END
+        """
+    )
+    await db.execute(
+        """
+        CREATE TRIGGER settings_list_chat AFTER INSERT ON chat_settings
+        BEGIN
+            INSERT INTO chats (scope) VALUES (NEW.scope) ON CONFLICT (scope) DO NOTHING;
+        END
+        """
+    )
+    await db.execute(
+        "INSERT INTO chats (scope, turns, last_at)"
+        " SELECT COALESCE(scope, conversation), COUNT(*), MAX(created_at) FROM turns GROUP BY 1"
+    )
+    await db.execute(
+        "INSERT INTO chats (scope) SELECT scope FROM chat_settings WHERE true"
+        " ON CONFLICT (scope) DO NOTHING"
+    )
+
+
 # Append only: the schema's version is the number of migrations applied (PRAGMA user_version).
-MIGRATIONS: list[Migration] = [_create_turns, _add_settings_and_usage]
+MIGRATIONS: list[Migration] = [_create_turns, _add_settings_and_usage, _add_chat_index]
 
 
 # SQLite's side files, created beside the database with the database file's mode.
@@ -271,8 +323,8 @@ class ContextStore:
             " WHERE scope = ?",
             (scope,),
         )
-        for persona, model, personal, enabled, web_search in rows:
-            return ChatOptions(persona, model, bool(personal), bool(enabled), bool(web_search))
+        for row in rows:
+            return _options_from(*row)
         return ChatOptions()
 
     async def save_options(self, scope: str, options: ChatOptions) -> None:
@@ -292,6 +344,92 @@ class ContextStore:
             ),
         )
 
+    # --- what the console reads -------------------------------------------------------------
+    async def count_chats(self, search: str = "") -> int:
+        """How many chats are known (those whose key contains ``search``)."""
+        sql, params = "SELECT COUNT(*) FROM chats", {"search": search}
+        if search:
+            sql += " WHERE instr(scope, :search) > 0"
+        rows = await self._db.execute_fetchall(sql, params)
+        return int(next(iter(rows))[0])
+
+    async def list_chats(
+        self, today: str, week_start: str, *, limit: int, offset: int = 0, search: str = ""
+    ) -> list[ChatListing]:
+        """Chats by last activity, newest first, with their tokens and settings."""
+        where = "WHERE instr(c.scope, :search) > 0" if search else ""
+        rows = await self._db.execute_fetchall(
+            "SELECT c.scope, c.turns, c.last_at,"
+            " (SELECT tokens FROM usage_daily WHERE scope = c.scope AND day = :today),"
+            " (SELECT SUM(tokens) FROM usage_daily WHERE scope = c.scope AND day >= :week),"
+            " s.persona, s.model, s.personal, s.enabled, s.web_search"
+            f" FROM chats c LEFT JOIN chat_settings s ON s.scope = c.scope {where}"
+            " ORDER BY c.last_at DESC, c.scope LIMIT :limit OFFSET :offset",
+            {
+                "today": today,
+                "week": week_start,
+                "search": search,
+                "limit": limit,
+                "offset": offset,
+            },
+        )
+        return [
+            ChatListing(
+                str(chat),
+                int(turns),
+                float(last_at),
+                int(today or 0),
+                int(week or 0),
+                _options_from(*settings),
+            )
+            for chat, turns, last_at, today, week, *settings in rows
+        ]
+
+    async def count_chat(self, chat: str) -> int:
+        """How many turns a chat keeps, its members' own included."""
+        rows = await self._db.execute_fetchall(
+            "SELECT turns FROM chats WHERE scope = :chat", {"chat": chat}
+        )
+        return next((int(turns) for (turns,) in rows), 0)
+
+    async def chat_turns(self, chat: str, limit: int) -> list[StoredTurn]:
+        """A chat's last ``limit`` turns (its members' own ones included), newest first."""
+        rows = await self._db.execute_fetchall(
+            "SELECT conversation, speaker_id, speaker_name, question, answer, model,"
+            " prompt_tokens, completion_tokens, created_at FROM turns"
+            " WHERE conversation = :chat"
+            " OR (conversation > :chat || ':' AND conversation < :chat || ';')"
+            " ORDER BY created_at DESC LIMIT :limit",
+            {"chat": chat, "limit": limit},
+        )
+        return [_stored_turn(*row) for row in rows]
+
+    async def daily_usage(self, since: str) -> list[DayUsage]:
+        """Tokens per chat and day from ``since`` (``YYYY-MM-DD``) on, oldest day first."""
+        rows = await self._db.execute_fetchall(
+            "SELECT scope, day, tokens, turns FROM usage_daily WHERE day >= :since"
+            " ORDER BY day, tokens DESC",
+            {"since": since},
+        )
+        return [DayUsage(str(s), str(d), int(t), int(n)) for s, d, t, n in rows]
+
+    async def tokens_by_day(self, since: str) -> dict[str, int]:
+        """All chats' tokens per local day from ``since`` on."""
+        rows = await self._db.execute_fetchall(
+            "SELECT day, SUM(tokens) FROM usage_daily WHERE day >= :since GROUP BY day",
+            {"since": since},
+        )
+        return {str(day): int(tokens) for day, tokens in rows}
+
+    async def top_chats(self, since: str, limit: int) -> list[tuple[str, int]]:
+        """The chats that spent the most tokens from ``since`` on: ``(chat, tokens)``."""
+        rows = await self._db.execute_fetchall(
+            "SELECT scope, SUM(tokens) AS spent FROM usage_daily WHERE day >= :since"
+            " GROUP BY scope ORDER BY spent DESC, scope LIMIT :limit",
+            {"since": since, "limit": limit},
+        )
+        return [(str(chat), int(tokens)) for chat, tokens in rows]
+
     async def tokens_on(self, scope: str, day: str) -> int:
         """Tokens a chat spent on a local day (``YYYY-MM-DD``)."""
         rows = await self._db.execute_fetchall(
@@ -308,3 +446,38 @@ class ContextStore:
             params += (scope,)
         rows = await self._db.execute_fetchall(sql + " ORDER BY day DESC, tokens DESC", params)
         return [(str(s), str(d), int(t)) for s, d, t in rows]
+
+
+def _options_from(
+    persona: str | None,
+    model: str | None,
+    personal: int | None,
+    enabled: int | None,
+    web_search: int | None,
+) -> ChatOptions:
+    """A chat's settings from a ``chat_settings`` row (all None: the defaults)."""
+    if enabled is None:
+        return ChatOptions()
+    return ChatOptions(persona, model, bool(personal), bool(enabled), bool(web_search))
+
+
+def _stored_turn(
+    conversation: str,
+    speaker_id: str | None,
+    speaker_name: str | None,
+    question: str,
+    answer: str,
+    model: str,
+    prompt_tokens: int,
+    completion_tokens: int,
+    created_at: float,
+) -> StoredTurn:
+    speaker = Speaker(speaker_id, speaker_name or speaker_id) if speaker_id is not None else None
+    return StoredTurn(
+        conversation,
+        Turn(question, answer, speaker),
+        model,
+        prompt_tokens,
+        completion_tokens,
+        created_at,
+    )

@@ -12,6 +12,7 @@ from enum import Enum
 from nonebot.adapters.onebot.v11 import GroupMessageEvent, MessageEvent
 from nonebot.log import logger
 
+from ..chat.service import persona_problem
 from ..chat.stats import WindowSummary
 from ..memory.models import ChatOptions
 from ..runtime import Services, get_services
@@ -21,7 +22,6 @@ from .events import chat_of, conversation_of, is_admin, is_superuser
 REFUSAL = "只有群主、管理员或机器人主人可以这样做。"
 UNEXPECTED_ERROR = "出了点意外，这条命令没有完成，请稍后再试。"
 SUPERUSER_REFUSAL = "只有机器人主人可以这样做。"
-PERSONA_LIMIT = 2000
 
 
 class Reach(Enum):
@@ -154,8 +154,8 @@ async def _persona(request: Request) -> str:
     if argument.lower() == "clear":
         await request.update(persona=None)
         return "人设已恢复默认。"
-    if len(argument) > PERSONA_LIMIT:
-        return f"人设太长了（{len(argument)} 字），请控制在 {PERSONA_LIMIT} 字以内。"
+    if problem := persona_problem(argument):
+        return problem
     await request.update(persona=argument)
     return "人设已更新，之后的对话都会用它。"
 

@@ -1,0 +1,227 @@
+"""The console's pages (Chinese), rendered on the server from the same data as the API."""
+
+from __future__ import annotations
+
+import csv
+import io
+from datetime import datetime
+from typing import Annotated
+from urllib.parse import parse_qs, quote
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+
+from . import reads
+from .access import SESSION_COOKIE, SESSION_SECONDS
+from .charts import DANGER, stacked_bars
+from .web import (
+    HERE,
+    PREFIX,
+    ConsoleRoute,
+    check_token,
+    failure,
+    gate,
+    logged_in,
+    page,
+    page_access,
+    require_same_origin,
+    services,
+)
+from .writes import ChangeRefused, SettingsPatch, change_settings, known_chat, reset_chat
+
+PAGE_SIZE = 50
+STATIC = {
+    "console.css": "text/css; charset=utf-8",
+    "console.js": "text/javascript; charset=utf-8",
+}
+
+public = APIRouter(prefix=PREFIX, route_class=ConsoleRoute)
+router = APIRouter(prefix=PREFIX, route_class=ConsoleRoute, dependencies=[Depends(page_access)])
+
+
+# --- logging in -------------------------------------------------------------------------------
+
+
+def _logged_in_response(request: Request) -> Response:
+    response = RedirectResponse(f"{PREFIX}/", status_code=303)
+    response.set_cookie(
+        SESSION_COOKIE,
+        gate().new_session(),
+        max_age=SESSION_SECONDS,
+        path=PREFIX,
+        httponly=True,
+        samesite="strict",
+        secure=request.url.scheme == "https",
+    )
+    return response
+
+
+def _login_form(error: str = "", status: int = 200) -> HTMLResponse:
+    return page("login.html", status, error=error)
+
+
+@public.get("/login")
+async def login_page(request: Request, token: str = "") -> Response:
+    """The form; ``?token=T`` (the start-up log's link) logs in at once, and the redirect
+    takes the token out of the address bar."""
+    if token:
+        if check_token(request, token):
+            return _logged_in_response(request)
+        return _login_form("访问令牌不对。", 401)
+    if logged_in(request):
+        return RedirectResponse(f"{PREFIX}/", status_code=303)
+    return _login_form()
+
+
+@public.post("/login")
+async def login(request: Request) -> Response:
+    require_same_origin(request)
+    form = parse_qs((await request.body()).decode("utf-8", "replace"))
+    token = (form.get("token") or [""])[0]
+    if token and check_token(request, token):
+        return _logged_in_response(request)
+    return _login_form("访问令牌不对。" if token else "请输入访问令牌。", 401)
+
+
+@public.post("/logout")
+async def logout(request: Request) -> Response:
+    require_same_origin(request)
+    response = RedirectResponse(f"{PREFIX}/login", status_code=303)
+    response.delete_cookie(SESSION_COOKIE, path=PREFIX)
+    return response
+
+
+@public.get("/static/{name}")
+async def static(name: str) -> Response:
+    media_type = STATIC.get(name)
+    if media_type is None:
+        raise failure(404, "not found")
+    body = (HERE / "static" / name).read_bytes()
+    return Response(body, media_type=media_type, headers={"Cache-Control": "max-age=300"})
+
+
+# --- pages ------------------------------------------------------------------------------------
+
+
+@router.get("/")
+async def overview_page() -> HTMLResponse:
+    data = await reads.overview(services())
+    hours, days = data["calls_by_hour"], data["tokens_by_day"]
+    hours_chart = stacked_bars(
+        [datetime.fromtimestamp(hour["start"]).strftime("%H时") for hour in hours],
+        [
+            ("成功", [hour["calls"] - hour["failed"] for hour in hours]),
+            ("失败", [hour["failed"] for hour in hours]),
+        ],
+        height=180,
+        colours=[0, DANGER],
+    )
+    days_chart = stacked_bars(
+        [day["day"][5:] for day in days], [("tokens", [day["tokens"] for day in days])], height=180
+    )
+    return page(
+        "overview.html", nav="overview", data=data, hours_chart=hours_chart, days_chart=days_chart
+    )
+
+
+@router.get("/chats")
+async def chats_page(q: str = "", p: Annotated[int, Query(ge=1)] = 1) -> HTMLResponse:
+    search = q.strip()
+    data = await reads.chats(services(), search=search, offset=(p - 1) * PAGE_SIZE, limit=PAGE_SIZE)
+    pages = max(1, -(-data["total"] // PAGE_SIZE))
+    return page("chats.html", nav="chats", data=data, q=search, p=p, pages=pages)
+
+
+def _chat_or_404(chat: str) -> str:
+    if not known_chat(chat):
+        raise failure(404, "no such chat")
+    return chat
+
+
+async def _chat_page(chat: str, *, notice: str = "", error: str = "", status: int = 200):
+    data = await reads.chat(services(), chat)
+    return page("chat.html", status, nav="chats", data=data, notice=notice, error=error)
+
+
+NOTICES = {"saved": "设置已保存。", "reset": "上下文已清空。"}
+
+
+@router.get("/chats/{chat}")
+async def chat_page(chat: str, done: str = "") -> HTMLResponse:
+    return await _chat_page(_chat_or_404(chat), notice=NOTICES.get(done, ""))
+
+
+@router.post("/chats/{chat}/settings")
+async def save_settings(chat: str, request: Request) -> Response:
+    chat = _chat_or_404(chat)
+    form = parse_qs((await request.body()).decode("utf-8", "replace"), keep_blank_values=True)
+
+    def field(name: str) -> str:
+        return (form.get(name) or [""])[0]
+
+    patch = SettingsPatch(
+        persona=field("persona"),
+        model=field("model"),
+        enabled=field("enabled") == "on",
+        search=field("search") == "on",
+        **({"mode": field("mode")} if field("mode") in ("shared", "personal") else {}),
+    )
+    try:
+        await change_settings(services(), chat, patch)
+    except ChangeRefused as refusal:
+        return await _chat_page(chat, error=str(refusal), status=422)
+    return RedirectResponse(f"{PREFIX}/chats/{quote(chat, safe=':')}?done=saved", 303)
+
+
+@router.post("/chats/{chat}/reset")
+async def reset(chat: str) -> Response:
+    chat = _chat_or_404(chat)
+    try:
+        await reset_chat(services(), chat)
+    except ChangeRefused as refusal:
+        return await _chat_page(chat, error=str(refusal), status=503)
+    return RedirectResponse(f"{PREFIX}/chats/{quote(chat, safe=':')}?done=reset", 303)
+
+
+@router.get("/usage")
+async def usage_page(days: Annotated[int, Query(ge=1, le=366)] = 14) -> HTMLResponse:
+    data = await reads.usage(services(), days)
+    usage_chart = stacked_bars(
+        [day[5:] for day in data["days"]],
+        [(series["chat"], series["tokens"]) for series in data["series"]],
+    )
+    return page("usage.html", nav="usage", data=data, days=days, usage_chart=usage_chart)
+
+
+@router.get("/usage.csv")
+async def usage_csv(days: Annotated[int, Query(ge=1, le=366)] = 30) -> Response:
+    rows = await reads.usage_rows(services(), days)
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(["day", "chat", "tokens", "turns"])
+    for row in rows:
+        writer.writerow([row.day, row.chat, row.tokens, row.turns])
+    return Response(
+        "\ufeff" + out.getvalue(),  # a BOM, so that Excel reads the file as UTF-8
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="glm-usage-{days}d.csv"'},
+    )
+
+
+@router.get("/playground")
+async def playground_page() -> HTMLResponse:
+    data = await reads.chat(services(), reads.PLAYGROUND, 50)
+    return page("playground.html", nav="playground", data=data)
+
+
+@router.get("/calls")
+async def calls_page(conversation: str = "", failed: bool = False, model: str = "") -> HTMLResponse:
+    filters = {"conversation": conversation.strip(), "failed": failed, "model": model.strip()}
+    data = reads.calls(
+        services(),
+        limit=200,
+        conversation=filters["conversation"],
+        failed_only=failed,
+        model=filters["model"],
+    )
+    return page("calls.html", nav="calls", calls=data, filters=filters)

@@ -1,0 +1,149 @@
+"""What every console route shares: the gate, the security headers, access checks, templates."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from fastapi import HTTPException, Request
+from fastapi.responses import HTMLResponse
+from fastapi.routing import APIRoute
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+
+from ..runtime import Services, running_services
+from . import PREFIX
+from .access import SESSION_COOKIE, Gate, door, same_origin
+from .charts import stacked_bars
+
+HERE = Path(__file__).parent
+SECURITY_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:;"
+        " connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+    "Cross-Origin-Opener-Policy": "same-origin",
+    "Cross-Origin-Resource-Policy": "same-origin",
+}
+NO_STORE = {"Cache-Control": "no-store"}
+
+
+class ConsoleRoute(APIRoute):
+    """A route whose every response carries the security headers (and is not cached, unless
+    the route says otherwise)."""
+
+    def get_route_handler(self):  # type: ignore[no-untyped-def]
+        handler = super().get_route_handler()
+
+        async def with_headers(request: Request):  # type: ignore[no-untyped-def]
+            response = await handler(request)
+            for name, value in {**SECURITY_HEADERS, **NO_STORE}.items():
+                response.headers.setdefault(name, value)
+            return response
+
+        return with_headers
+
+
+def failure(status: int, detail: str, **headers: str) -> HTTPException:
+    """An error answer that carries the security headers too."""
+    return HTTPException(status, detail, headers={**SECURITY_HEADERS, **NO_STORE, **headers})
+
+
+def gate() -> Gate:
+    if door.gate is None:
+        raise failure(503, "glm-chat is starting or stopping")
+    return door.gate
+
+
+def services() -> Services:
+    running = running_services()
+    if running is None:
+        raise failure(503, "glm-chat is starting or stopping")
+    return running
+
+
+def address(request: Request) -> str:
+    """The client's address (behind a trusted proxy, uvicorn has put the real one here)."""
+    return request.client.host if request.client else "unknown"
+
+
+def origin(request: Request) -> str:
+    """This console's own origin, as the browser sees it."""
+    return f"{request.url.scheme}://{request.headers.get('host', request.url.netloc)}"
+
+
+def check_token(request: Request, candidate: str) -> bool:
+    """Whether ``candidate`` is the token; wrong ones count towards the address's lockout,
+    and a locked-out address is refused (429) whatever it sends."""
+    checker, client = gate(), address(request)
+    wait = checker.lockout.retry_after(client)
+    if wait:
+        raise failure(429, "too many wrong tokens; try again later", **{"Retry-After": str(wait)})
+    if checker.token_matches(candidate):
+        checker.lockout.succeeded(client)
+        return True
+    checker.lockout.failed(client)
+    return False
+
+
+def logged_in(request: Request) -> bool:
+    return gate().session_valid(request.cookies.get(SESSION_COOKIE))
+
+
+def require_same_origin(request: Request) -> None:
+    if not same_origin(request.method, dict(request.headers), origin(request)):
+        raise failure(403, "cross-origin request refused")
+
+
+async def api_access(request: Request) -> None:
+    """The API: a Bearer token (scripts) or a session cookie from this origin (pages)."""
+    authorization = request.headers.get("authorization", "")
+    scheme, _, credentials = authorization.partition(" ")
+    if scheme.lower() == "bearer" and credentials:
+        if not check_token(request, credentials):
+            raise failure(401, "wrong token", **{"WWW-Authenticate": "Bearer"})
+        return
+    if not logged_in(request):
+        raise failure(401, "log in first", **{"WWW-Authenticate": "Bearer"})
+    require_same_origin(request)
+
+
+async def page_access(request: Request) -> None:
+    """The pages: a session cookie, else to the login page; forms only from this origin."""
+    if not logged_in(request):
+        raise failure(303, "log in first", Location=f"{PREFIX}/login")
+    require_same_origin(request)
+
+
+# --- templates ------------------------------------------------------------------------------
+
+
+def _clock(at: float | None) -> str:
+    if not at:
+        return "—"
+    moment = datetime.fromtimestamp(at)
+    if moment.date() == datetime.now().date():
+        return moment.strftime("%H:%M:%S")
+    return moment.strftime("%Y-%m-%d %H:%M")
+
+
+def _number(value: float | int | None) -> str:
+    return "—" if value is None else f"{value:,}"
+
+
+templates = Environment(
+    loader=FileSystemLoader(HERE / "templates"),
+    autoescape=select_autoescape(default=True, default_for_string=True),
+    trim_blocks=True,
+    lstrip_blocks=True,
+)
+templates.filters.update(clock=_clock, number=_number, chat_path=lambda chat: quote(chat, safe=":"))
+templates.globals.update(prefix=PREFIX, stacked_bars=stacked_bars)
+
+
+def page(name: str, status: int = 200, **context: Any) -> HTMLResponse:
+    return HTMLResponse(templates.get_template(name).render(**context), status_code=status)
