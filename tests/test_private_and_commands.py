@@ -159,3 +159,25 @@ async def test_a_command_after_a_quote_the_client_could_not_look_up_still_runs(a
     message = Message([MessageSegment.reply(999_999), MessageSegment.text(" /glm reset")])
     event = group_message(message, group_id=group, role="admin", to_me=False)
     await receive(app, event, quoted(event, "上下文本来就是空的。"))
+
+
+async def test_the_console_link_goes_to_superusers_in_private_only(app: App, group, monkeypatch):
+    from plugins.glm_chat.console.access import door
+
+    monkeypatch.setattr(door, "link", "http://127.0.0.1:8080/glm/login?token=T" + "x" * 16)
+    asked = private_message("/glm console", user_id=SUPERUSER_ID)
+    await receive(
+        app,
+        asked,
+        plain(f"网页控制台：{door.link}\n链接里带着访问令牌，请不要转发。"),
+    )
+    in_group = group_message("/glm console", group_id=group, user_id=SUPERUSER_ID)
+    await receive(app, in_group, quoted(in_group, "登录链接带着访问令牌，请私聊我 /glm console。"))
+    member = private_message("/glm console", user_id=next(_users))
+    await receive(app, member, plain("只有机器人主人可以这样做。"))
+    monkeypatch.setattr(door, "link", None)
+    await receive(
+        app,
+        asked,
+        plain("网页控制台没有开启（GLM_CONSOLE=off，或驱动器没有 HTTP 服务）。"),
+    )

@@ -14,6 +14,7 @@ from nonebot.log import logger
 
 from ..chat.service import persona_problem
 from ..chat.stats import WindowSummary
+from ..console import login_link
 from ..memory.models import ChatOptions
 from ..runtime import Services, get_services
 from .delivery import Outbox
@@ -280,13 +281,27 @@ async def _stats(request: Request) -> str:
     return "\n".join(lines)
 
 
+@subcommand("console", "/glm console", "网页控制台的登录链接（仅私聊）", Role.SUPERUSER)
+async def _console(request: Request) -> str:
+    if isinstance(request.event, GroupMessageEvent):
+        return CONSOLE_IN_GROUP
+    link = login_link()
+    if link is None:
+        return CONSOLE_OFF
+    return f"网页控制台：{link}\n链接里带着访问令牌，请不要转发。"
+
+
+CONSOLE_IN_GROUP = "登录链接带着访问令牌，请私聊我 /glm console。"
+CONSOLE_OFF = "网页控制台没有开启（GLM_CONSOLE=off，或驱动器没有 HTTP 服务）。"
+
+
 @subcommand("help", "/glm help", "显示这份帮助")
 async def _help(request: Request) -> str:
     group = isinstance(request.event, GroupMessageEvent)
     how = "群里@我或回复我的消息即可提问。" if group else "直接发消息即可提问。"
     lines = [how + "可用命令："]
     for command in SUBCOMMANDS.values():
-        if not group and command.name in GROUP_ONLY:
+        if command.name in (PRIVATE_ONLY if group else GROUP_ONLY):
             continue
         if allowed(command.change_role or command.role, request.event):
             lines.append(f"{command.usage} — {command.summary}")
@@ -297,6 +312,7 @@ async def _help(request: Request) -> str:
 
 
 GROUP_ONLY = frozenset({"mode", "on", "off"})  # left out of the help in private chat
+PRIVATE_ONLY = frozenset({"console"})  # left out of the help in a group
 _WHO_CHANGES = {Role.ADMIN: "管理员", Role.SUPERUSER: "机器人主人", Role.ANYONE: ""}
 
 
