@@ -43,3 +43,22 @@ def test_today_starts_afresh_at_midnight():
     today, since_start = stats.summaries()
     assert (today.calls, since_start.calls) == (1, 2)
     assert today.errors == {"APITimeoutError": 1}
+
+
+def test_the_console_sees_recent_calls_and_counts_per_hour():
+    now = [datetime(2026, 11, 22, 15, 30).timestamp()]
+    stats = CallStats(clock=lambda: now[0])
+    for minutes_ago, failed in ((200, False), (50, False), (20, True), (5, False)):
+        call = record(1.0, error="UpstreamError" if failed else None)
+        call.started_at = now[0] - minutes_ago * 60
+        call.usage.prompt_tokens = 10
+        stats.record(call)
+    hours = stats.hours(4)
+    assert [datetime.fromtimestamp(h.start).hour for h in hours] == [12, 13, 14, 15]
+    assert [(h.calls, h.failed, h.tokens) for h in hours] == [
+        (1, 0, 10),
+        (0, 0, 0),
+        (1, 0, 10),
+        (2, 1, 20),
+    ]
+    assert len(stats.recent) == 4 and not stats.recent[2].ok

@@ -94,7 +94,7 @@ class CallStats:
         self.today = Window()
         self._day = self._date()
         self.recent: deque[CallRecord] = deque(maxlen=RECENT_CALLS)
-        self._hours: deque[Hour] = deque(maxlen=HOURS_KEPT)
+        self._hours: dict[float, Hour] = {}  # by the hour's start
 
     def _date(self) -> date:
         return datetime.fromtimestamp(self._clock()).date()
@@ -116,18 +116,20 @@ class CallStats:
 
     def _hour(self, at: float) -> Hour:
         start = at - at % 3600
-        if not self._hours or self._hours[-1].start < start:
-            self._hours.append(Hour(start))
-        return next((h for h in reversed(self._hours) if h.start <= start), self._hours[-1])
+        hour = self._hours.get(start)
+        if hour is None:
+            hour = self._hours[start] = Hour(start)
+            if len(self._hours) > HOURS_KEPT:
+                del self._hours[min(self._hours)]
+        return hour
 
     def hours(self, count: int = 24) -> list[Hour]:
         """The last ``count`` clock hours, oldest first, the current one included (empty hours
         too)."""
         now = self._clock()
         current = now - now % 3600
-        kept = {hour.start: hour for hour in self._hours}
         starts = [current - 3600 * back for back in range(count - 1, -1, -1)]
-        return [kept.get(start) or Hour(start) for start in starts]
+        return [self._hours.get(start) or Hour(start) for start in starts]
 
     def summaries(self) -> tuple[WindowSummary, WindowSummary]:
         """``(today, since_start)``."""

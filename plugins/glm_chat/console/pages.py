@@ -18,6 +18,7 @@ from .web import (
     HERE,
     PREFIX,
     ConsoleRoute,
+    LockedOut,
     check_token,
     failure,
     gate,
@@ -56,8 +57,24 @@ def _logged_in_response(request: Request) -> Response:
     return response
 
 
-def _login_form(error: str = "", status: int = 200) -> HTMLResponse:
-    return page("login.html", status, error=error)
+def _login_form(error: str = "", status: int = 200, **headers: str) -> HTMLResponse:
+    response = page("login.html", status, error=error)
+    response.headers.update(headers)
+    return response
+
+
+def _log_in(request: Request, token: str) -> Response:
+    """Log in with ``token``, or the form again saying why not."""
+    if not token:
+        return _login_form("请输入访问令牌。", 401)
+    try:
+        right = check_token(request, token)
+    except LockedOut as locked:
+        minutes = max(1, round(locked.wait / 60))
+        return _login_form(
+            f"错误次数太多，请 {minutes} 分钟后再试。", 429, **{"Retry-After": str(locked.wait)}
+        )
+    return _logged_in_response(request) if right else _login_form("访问令牌不对。", 401)
 
 
 @public.get("/login")
@@ -65,9 +82,7 @@ async def login_page(request: Request, token: str = "") -> Response:
     """The form; ``?token=T`` (the start-up log's link) logs in at once, and the redirect
     takes the token out of the address bar."""
     if token:
-        if check_token(request, token):
-            return _logged_in_response(request)
-        return _login_form("访问令牌不对。", 401)
+        return _log_in(request, token)
     if logged_in(request):
         return RedirectResponse(f"{PREFIX}/", status_code=303)
     return _login_form()
@@ -77,10 +92,7 @@ async def login_page(request: Request, token: str = "") -> Response:
 async def login(request: Request) -> Response:
     require_same_origin(request)
     form = parse_qs((await request.body()).decode("utf-8", "replace"))
-    token = (form.get("token") or [""])[0]
-    if token and check_token(request, token):
-        return _logged_in_response(request)
-    return _login_form("访问令牌不对。" if token else "请输入访问令牌。", 401)
+    return _log_in(request, (form.get("token") or [""])[0])
 
 
 @public.post("/logout")

@@ -76,13 +76,21 @@ def origin(request: Request) -> str:
     return f"{request.url.scheme}://{request.headers.get('host', request.url.netloc)}"
 
 
+class LockedOut(Exception):
+    """Too many wrong tokens from this address; ``wait`` seconds to go."""
+
+    def __init__(self, wait: int) -> None:
+        super().__init__(wait)
+        self.wait = wait
+
+
 def check_token(request: Request, candidate: str) -> bool:
     """Whether ``candidate`` is the token; wrong ones count towards the address's lockout,
-    and a locked-out address is refused (429) whatever it sends."""
+    and a locked-out address is refused (``LockedOut``) whatever it sends."""
     checker, client = gate(), address(request)
     wait = checker.lockout.retry_after(client)
     if wait:
-        raise failure(429, "too many wrong tokens; try again later", **{"Retry-After": str(wait)})
+        raise LockedOut(wait)
     if checker.token_matches(candidate):
         checker.lockout.succeeded(client)
         return True
@@ -104,7 +112,12 @@ async def api_access(request: Request) -> None:
     authorization = request.headers.get("authorization", "")
     scheme, _, credentials = authorization.partition(" ")
     if scheme.lower() == "bearer" and credentials:
-        if not check_token(request, credentials):
+        try:
+            right = check_token(request, credentials)
+        except LockedOut as locked:
+            wait = {"Retry-After": str(locked.wait)}
+            raise failure(429, "too many wrong tokens", **wait) from None
+        if not right:
             raise failure(401, "wrong token", **{"WWW-Authenticate": "Bearer"})
         return
     if not logged_in(request):
