@@ -181,3 +181,33 @@ def test_a_secret_in_the_committed_template_is_pointed_at_env_local(bot_env, log
         " .env.local (git ignores it) or the environment",
     ), "\n".join(lines)
     assert not any("def-committed" in line for line in lines)
+
+
+def test_the_plugin_loads_and_starts_on_a_driver_without_an_http_server(tmp_path):
+    """As the NoneBot store's load test runs it: no settings, a driver that serves nothing;
+    the console is then simply off."""
+    script = tmp_path / "load.py"
+    script.write_text(
+        "import sys\n"
+        "sys.path.insert(0, '.')\n"
+        "import nonebot\n"
+        "nonebot.init(driver='~none')\n"
+        "plugin = nonebot.load_plugin('plugins.glm_chat')\n"
+        "assert plugin is not None and plugin.metadata is not None\n"
+        "driver = nonebot.get_driver()\n"
+        "@driver.on_startup\n"
+        "async def leave():\n"
+        "    import asyncio\n"
+        "    asyncio.get_running_loop().call_later(0.5, driver.exit)\n"
+        "nonebot.run()\n",
+        "utf-8",
+    )
+    env = {"GLM_DB_PATH": str(tmp_path / "glm.db"), "ENVIRONMENT": "none"}
+    bot = BotProcess(env, tmp_path / "load.log", script=str(script))
+    code = bot.run_to_exit()
+    output = bot.log()
+    assert code == 0, output
+    assert "Traceback" not in output and "ERROR" not in output, output
+    assert "glm-chat ready" in output
+    assert "glm-chat console" not in output  # nothing to serve it on
+    assert not (tmp_path / "console_token").exists()
