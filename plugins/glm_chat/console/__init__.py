@@ -7,6 +7,8 @@ read (or generated) when the bot starts, and until then every route answers 503.
 
 from __future__ import annotations
 
+import logging
+import re
 from typing import Any
 
 from nonebot import get_driver
@@ -28,6 +30,20 @@ def install(config: Config) -> bool:
 
     for router in (pages.public, pages.router, api.router):
         app.include_router(router)
+    logging.getLogger("uvicorn.access").addFilter(_hide_tokens)
+    return True
+
+
+TOKEN_IN_QUERY = re.compile(r"([?&]token=)[^&\s]*")
+
+
+def _hide_tokens(record: logging.LogRecord) -> bool:
+    """uvicorn logs each request's path and query: never a login link's token."""
+    if isinstance(record.args, tuple):
+        record.args = tuple(
+            TOKEN_IN_QUERY.sub(r"\1***", arg) if isinstance(arg, str) else arg
+            for arg in record.args
+        )
     return True
 
 

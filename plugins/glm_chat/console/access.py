@@ -46,6 +46,7 @@ def load_or_create_token(path: Path) -> tuple[str, bool]:
     token = secrets.token_urlsafe(24)
     path.parent.mkdir(parents=True, exist_ok=True)
     descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(descriptor, 0o600)  # the mode above applies only to a file it creates
     with os.fdopen(descriptor, "w", encoding="utf-8") as file:
         file.write(token + "\n")
     return token, True
@@ -83,8 +84,9 @@ class Lockout:
             self._failures[address] = times  # most recent last
         while len(self._failures) > ADDRESSES_TRACKED:
             self._failures.popitem(last=False)
-        if len(self._locked) > ADDRESSES_TRACKED:
-            self._locked = {a: t for a, t in self._locked.items() if t > now}
+        if len(self._locked) > ADDRESSES_TRACKED:  # drop the ended, then the oldest
+            running = [(a, t) for a, t in self._locked.items() if t > now]
+            self._locked = dict(running[-ADDRESSES_TRACKED:])
 
     def succeeded(self, address: str) -> None:
         self._failures.pop(address, None)

@@ -139,6 +139,8 @@ async def _stream_answer(message: str) -> AsyncIterator[str]:
                 yield _event("delta", {"text": getter.result()})
             else:
                 getter.cancel()
+        while not pieces.empty():  # written in the same step as the answer's end
+            yield _event("delta", {"text": pieces.get_nowait()})
         try:
             completion = asking.result()
         except ChangeRefused as refusal:

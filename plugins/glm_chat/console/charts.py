@@ -62,8 +62,8 @@ def stacked_bars(
     labels: list[str],
     series: list[tuple[str, list[int]]],
     *,
-    width: int = 720,
-    height: int = 220,
+    width: int = 1100,
+    height: int = 240,
     max_labels: int = 12,
     colours: list[int] | None = None,
 ) -> Chart:
@@ -96,9 +96,10 @@ def stacked_bars(
         for index, label in enumerate(labels)
         if index % every == (len(labels) - 1) % every
     ]
-    y_ticks = [
+    y_ticks = [  # gridlines at whole counts only
         Tick(bottom - fraction * plot_height, short_number(ceiling * fraction))
         for fraction in (0, 0.25, 0.5, 0.75, 1)
+        if (ceiling * fraction) % 1 == 0
     ]
     legend = [(colours[number], name) for number, (name, _) in enumerate(series)]
     return Chart(width, height, left, bottom, bars, x_labels, y_ticks, legend, not any(totals))

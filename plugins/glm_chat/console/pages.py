@@ -125,11 +125,11 @@ async def overview_page() -> HTMLResponse:
             ("成功", [hour["calls"] - hour["failed"] for hour in hours]),
             ("失败", [hour["failed"] for hour in hours]),
         ],
-        height=180,
+        height=200,
         colours=[0, DANGER],
     )
     days_chart = stacked_bars(
-        [day["day"][5:] for day in days], [("tokens", [day["tokens"] for day in days])], height=180
+        [day["day"][5:] for day in days], [("tokens", [day["tokens"] for day in days])], height=200
     )
     return page(
         "overview.html", nav="overview", data=data, hours_chart=hours_chart, days_chart=days_chart

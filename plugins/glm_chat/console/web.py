@@ -8,7 +8,9 @@ from typing import Any
 from urllib.parse import quote
 
 from fastapi import HTTPException, Request
-from fastapi.responses import HTMLResponse
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.routing import APIRoute
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
@@ -40,7 +42,14 @@ class ConsoleRoute(APIRoute):
         handler = super().get_route_handler()
 
         async def with_headers(request: Request):  # type: ignore[no-untyped-def]
-            response = await handler(request)
+            try:
+                response = await handler(request)
+            except HTTPException as error:
+                response = JSONResponse(
+                    {"detail": error.detail}, error.status_code, headers=error.headers
+                )
+            except RequestValidationError as error:
+                response = JSONResponse({"detail": jsonable_encoder(error.errors())}, 422)
             for name, value in {**SECURITY_HEADERS, **NO_STORE}.items():
                 response.headers.setdefault(name, value)
             return response
@@ -49,8 +58,8 @@ class ConsoleRoute(APIRoute):
 
 
 def failure(status: int, detail: str, **headers: str) -> HTTPException:
-    """An error answer that carries the security headers too."""
-    return HTTPException(status, detail, headers={**SECURITY_HEADERS, **NO_STORE, **headers})
+    """An error answer (the route adds the security headers)."""
+    return HTTPException(status, detail, headers=headers or None)
 
 
 def gate() -> Gate:
