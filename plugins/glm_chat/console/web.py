@@ -14,6 +14,7 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.routing import APIRoute
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
+from ..glm.errors import code_meaning
 from ..runtime import Services, running_services
 from . import PREFIX
 from .access import SESSION_COOKIE, Gate, door, same_origin
@@ -163,7 +164,12 @@ templates = Environment(
     trim_blocks=True,
     lstrip_blocks=True,
 )
-templates.filters.update(clock=_clock, number=_number, chat_path=lambda chat: quote(chat, safe=":"))
+templates.filters.update(
+    clock=_clock,
+    number=_number,
+    chat_path=lambda chat: quote(chat, safe=":"),
+    code_meaning=code_meaning,
+)
 templates.globals.update(prefix=PREFIX, stacked_bars=stacked_bars)
 
 

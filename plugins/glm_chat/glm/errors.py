@@ -171,6 +171,30 @@ _USER_MESSAGES: list[tuple[type[GLMError], str]] = [
 _FALLBACK_MESSAGE = "模型服务出了点问题，请稍后再试。"
 
 
+# What the platform's most common codes mean, for the operator (the console's error tables).
+CODE_MEANINGS = {
+    "1000": "鉴权失败",
+    "1001": "缺少鉴权信息",
+    "1002": "鉴权 token 无效",
+    "1003": "鉴权 token 过期",
+    "1004": "鉴权失败",
+    "1113": "余额不足",
+    "1211": "模型不存在",
+    "1214": "参数不合法",
+    "1261": "输入过长",
+    "1301": "内容审核拦截",
+    "1302": "并发超限",
+    "1303": "请求频率超限",
+    "1304": "当日调用次数用完",
+    "1305": "服务繁忙",
+}
+
+
+def code_meaning(code: str) -> str:
+    """A few words on what an error code (or ``HTTP nnn``, or an error's kind) means."""
+    return CODE_MEANINGS.get(code, "")
+
+
 def user_message(error: GLMError) -> str:
     """The one short Chinese sentence a chat sees for ``error``; never any detail."""
     for cls, text in _USER_MESSAGES:
