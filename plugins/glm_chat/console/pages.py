@@ -28,7 +28,14 @@ from .web import (
     require_same_origin,
     services,
 )
-from .writes import ChangeRefused, SettingsPatch, change_settings, known_chat, reset_chat
+from .writes import (
+    PLAYGROUND,
+    ChangeRefused,
+    SettingsPatch,
+    change_settings,
+    known_chat,
+    reset_chat,
+)
 
 PAGE_SIZE = 50
 STATIC = {
@@ -222,7 +229,7 @@ async def usage_csv(days: Annotated[int, Query(ge=1, le=366)] = 30) -> Response:
 
 @router.get("/playground")
 async def playground_page() -> HTMLResponse:
-    data = await reads.chat(services(), reads.PLAYGROUND, 50)
+    data = await reads.chat(services(), PLAYGROUND, 50)
     return page("playground.html", nav="playground", data=data)
 
 

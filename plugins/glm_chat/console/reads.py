@@ -20,7 +20,6 @@ from ..runtime import Services, call_line
 CHART_CHATS = 6  # chats drawn by name in the usage chart; the rest are summed as 其他
 OTHER_CHATS = "其他"
 TURNS_SHOWN = 100
-PLAYGROUND = "console:playground"
 
 
 def _today() -> date:
