@@ -363,6 +363,7 @@ async def test_the_playground_stream_sends_every_piece_before_done(monkeypatch):
     frames = [frame async for frame in api._stream_answer("你好")]
     sent = [(frame.split("\n")[0], json.loads(frame.split("\n")[1][6:])) for frame in frames]
     assert sent == [
+        ("event: start", {"conversation": "console:playground"}),
         ("event: delta", {"text": "回声"}),
         ("event: delta", {"text": "："}),
         ("event: delta", {"text": "你好"}),

@@ -518,12 +518,34 @@ async def test_the_playground_streams_delta_events_then_done(console, fake):
     async with console.script() as script:
         stored = await chat_of(script, "console:playground")
     names = [name for name, _ in frames]
-    assert len(names) >= 2 and set(names[:-1]) == {"delta"} and names[-1] == "done"
+    assert names[0] == "start" and set(names[1:-1]) == {"delta"} and names[-1] == "done"
     whole = frames[-1][1]["answer"]
     assert whole.endswith(message)
-    # The pieces come in order (whether all of them come: see test_console_units.py).
-    assert whole.startswith("".join(data["text"] for _, data in frames[:-1]))
+    assert "".join(data["text"] for _, data in frames[1:-1]) == whole  # every piece, in order
     assert (stored["turns"][0]["question"], stored["turns"][0]["answer"]) == (message, whole)
+
+
+async def test_a_playground_answer_the_browser_left_before_is_not_kept(console, fake):
+    message = "问完就关掉页面"
+    fake.push(Fault("hold", body="没人看到的回答"))
+    # A client that does not read whole bodies as they arrive (the console's clients do).
+    async with httpx.AsyncClient(base_url=console.base, headers=bearer(console.token)) as script:
+        calls_before = len((await script.get("/glm/api/calls")).json())
+        async with script.stream(
+            "POST",
+            "/glm/api/playground",
+            json={"message": message},
+            headers={"Accept": "text/event-stream"},
+        ):
+            await fake.wait_holding()
+        fake.release()  # the answer is written after the browser went away
+        deadline = time.monotonic() + 10
+        while len((await script.get("/glm/api/calls")).json()) == calls_before:
+            assert time.monotonic() < deadline, "the held call never ended"
+            await asyncio.sleep(0.02)
+        await asyncio.sleep(0.2)
+        stored = await chat_of(script, "console:playground")
+    assert message not in [turn["question"] for turn in stored["turns"]]
 
 
 async def test_an_unknown_chat_key_is_not_found(console):

@@ -15,6 +15,7 @@ from ..glm.errors import GLMError, user_message
 from . import reads
 from .web import PREFIX, ConsoleRoute, api_access, failure, services
 from .writes import (
+    PLAYGROUND,
     ChangeRefused,
     SettingsPatch,
     ask_playground,
@@ -102,7 +103,7 @@ async def calls(
 @router.post("/playground")
 async def playground(body: PlaygroundMessage, request: Request):  # type: ignore[no-untyped-def]
     """The answer as JSON; with ``Accept: text/event-stream``, as server-sent events
-    (``delta`` pieces, then ``done`` with the whole answer, or ``error``)."""
+    (``start``, ``delta`` pieces, then ``done`` with the whole answer, or ``error``)."""
     if "text/event-stream" in request.headers.get("accept", ""):
         return StreamingResponse(_stream_answer(body.message), media_type="text/event-stream")
     try:
@@ -132,6 +133,7 @@ async def _stream_answer(message: str) -> AsyncIterator[str]:
         ask_playground(services(), message, on_text=pieces.put_nowait, delivered=lambda: connected)
     )
     try:
+        yield _event("start", {"conversation": PLAYGROUND})  # the headers go out now
         while not asking.done():
             getter = asyncio.ensure_future(pieces.get())
             await asyncio.wait({asking, getter}, return_when=asyncio.FIRST_COMPLETED)
