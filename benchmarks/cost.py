@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 
 from benchmarks.common import ECHO_BOT, bot, fake_glm, machine, quantile, summary, workdir
 from tests.support.bot_process import RunningBot
+from tests.support.onebot_client import OneBotClient
 
 BURST, UPSTREAM, SINGLES = 20, 0.2, 50
 
@@ -35,21 +36,27 @@ class Run:
         return sum(self.cpu_per_message) / len(self.cpu_per_message)
 
 
+async def burst(qq: OneBotClient, running: RunningBot, number: int, run: Run) -> None:
+    """BURST mentions, each in its own group, all sent before the first answer is awaited."""
+    loop = asyncio.get_running_loop()
+    before = running.process.cpu_seconds()
+    asked = {}
+    for index in range(BURST):
+        group = 1 + index
+        message_id = await qq.mention(group, 1000 + group, f"第{number}轮问题{index}")
+        asked[message_id] = loop.time()
+    for message_id, sent_at in asked.items():
+        run.burst_latencies.append((await qq.reply_to(message_id)).received_at - sent_at)
+    run.cpu_per_message.append((running.process.cpu_seconds() - before) / BURST)
+
+
 async def drive(running: RunningBot, bursts: int) -> Run:
     run = Run()
     loop = asyncio.get_running_loop()
     async with running as qq:
         await qq.reply_to(await qq.mention(999, 1, "warm up"))
-        for burst in range(bursts):
-            before = running.process.cpu_seconds()
-            asked = {}
-            for index in range(BURST):
-                group = 1 + index
-                message_id = await qq.mention(group, 1000 + group, f"第{burst}轮问题{index}")
-                asked[message_id] = loop.time()
-            for message_id, sent_at in asked.items():
-                run.burst_latencies.append((await qq.reply_to(message_id)).received_at - sent_at)
-            run.cpu_per_message.append((running.process.cpu_seconds() - before) / BURST)
+        for number in range(bursts):
+            await burst(qq, running, number, run)
         for index in range(SINGLES):
             sent_at = loop.time()
             answer = await qq.reply_to(await qq.mention(500, 1500, f"单独的问题{index}"))

@@ -102,8 +102,12 @@ async def _add_chat_index(db: aiosqlite.Connection) -> None:
         )
         """
     )
-    await db.execute("CREATE INDEX chats_by_last ON chats (last_at)")
-    await db.execute("CREATE INDEX usage_daily_by_day ON usage_daily (day, scope, tokens)")
+    await db.execute("CREATE INDEX chats_by_recent ON chats (last_at DESC, scope)")
+    await db.execute("CREATE INDEX usage_daily_by_day ON usage_daily (day, scope, tokens, turns)")
+    # A chat's latest turns, its members' own included, without sorting all of them.
+    await db.execute(
+        "CREATE INDEX turns_by_chat ON turns (COALESCE(scope, conversation), created_at)"
+    )
     await db.execute(
         """
         CREATE TRIGGER turns_count_chat AFTER INSERT ON turns
@@ -357,14 +361,17 @@ class ContextStore:
         self, today: str, week_start: str, *, limit: int, offset: int = 0, search: str = ""
     ) -> list[ChatListing]:
         """Chats by last activity, newest first, with their tokens and settings."""
-        where = "WHERE instr(c.scope, :search) > 0" if search else ""
+        where = "WHERE instr(scope, :search) > 0" if search else ""
+        # The page is picked first, so tokens and settings are read for its rows only.
         rows = await self._db.execute_fetchall(
             "SELECT c.scope, c.turns, c.last_at,"
             " (SELECT tokens FROM usage_daily WHERE scope = c.scope AND day = :today),"
             " (SELECT SUM(tokens) FROM usage_daily WHERE scope = c.scope AND day >= :week),"
             " s.persona, s.model, s.personal, s.enabled, s.web_search"
-            f" FROM chats c LEFT JOIN chat_settings s ON s.scope = c.scope {where}"
-            " ORDER BY c.last_at DESC, c.scope LIMIT :limit OFFSET :offset",
+            f" FROM (SELECT scope, turns, last_at FROM chats {where}"
+            " ORDER BY last_at DESC, scope LIMIT :limit OFFSET :offset) c"
+            " LEFT JOIN chat_settings s ON s.scope = c.scope"
+            " ORDER BY c.last_at DESC, c.scope",
             {
                 "today": today,
                 "week": week_start,
@@ -397,8 +404,7 @@ class ContextStore:
         rows = await self._db.execute_fetchall(
             "SELECT conversation, speaker_id, speaker_name, question, answer, model,"
             " prompt_tokens, completion_tokens, created_at FROM turns"
-            " WHERE conversation = :chat"
-            " OR (conversation > :chat || ':' AND conversation < :chat || ';')"
+            " WHERE COALESCE(scope, conversation) = :chat"
             " ORDER BY created_at DESC LIMIT :limit",
             {"chat": chat, "limit": limit},
         )
