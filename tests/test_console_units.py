@@ -359,8 +359,7 @@ async def test_the_playground_stream_sends_every_piece_before_done(monkeypatch):
         return SimpleNamespace(content=f"回声：{message}", usage=usage)
 
     monkeypatch.setattr(api, "ask_playground", answering)
-    monkeypatch.setattr(api, "services", lambda: None)
-    frames = [frame async for frame in api._stream_answer("你好")]
+    frames = [frame async for frame in api._stream_answer(None, "你好")]
     sent = [(frame.split("\n")[0], json.loads(frame.split("\n")[1][6:])) for frame in frames]
     assert sent == [
         ("event: start", {"conversation": "console:playground"}),

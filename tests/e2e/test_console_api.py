@@ -21,7 +21,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.e2e.conftest import ACCESS_TOKEN, KEY_ID, KEY_SECRET, SELF_ID
+from tests.e2e.conftest import ACCESS_TOKEN, KEY_ID, KEY_SECRET, SELF_ID, SUPERUSER
 from tests.e2e.test_startup import refused, told
 from tests.support.bot_process import RunningBot
 from tests.support.fake_glm import FakeGLM, Fault
@@ -52,7 +52,7 @@ SHORT_TOKEN_LINE = (
 SECURITY_HEADERS = {
     "x-frame-options": "DENY",
     "x-content-type-options": "nosniff",
-    "referrer-policy": "no-referrer",
+    "referrer-policy": "same-origin",
 }
 
 
@@ -65,6 +65,7 @@ def settings(base_url: str, folder: Path, **extra: str) -> dict[str, str]:
         "ONEBOT_ACCESS_TOKEN": ACCESS_TOKEN,
         "NICKNAME": '["小智"]',
         "LOG_LEVEL": "INFO",
+        "SUPERUSERS": f'["{SUPERUSER}"]',
         **extra,
     }
 
@@ -323,6 +324,55 @@ async def test_a_change_with_the_session_cookie_from_another_origin_is_refused(c
     assert unchanged["settings"]["persona"] is None and unchanged["turns_kept"] == 1
     assert changed.status_code == 200 and changed.json()["persona"] == "好"
     assert reset.status_code == 200 and reset.json() == {"removed": 1}
+
+
+async def test_wrong_tokens_another_site_makes_the_browser_send_lock_nobody_out(console):
+    cross = {"Sec-Fetch-Site": "cross-site"}
+    async with console.client(source="127.0.0.5") as victim:
+        for number in range(12):  # <img src=".../glm/login?token=x"> on some page
+            await victim.get("/glm/login", params={"token": f"x{number}"}, headers=cross)
+        login = await victim.get("/glm/login", params={"token": console.token})
+    assert login.status_code == 303
+
+
+async def test_a_crafted_session_cookie_is_refused_not_an_error(console):
+    async with console.client() as client:
+        crafted = {"Cookie": "glm_console=1.a.é".encode()}  # not ASCII
+        page_ = await client.get("/glm/", headers=crafted)
+        api_ = await client.get("/glm/api/overview", headers=crafted)
+    assert (page_.status_code, api_.status_code) == (303, 401)
+
+
+async def test_the_settings_form_saves_a_switch_when_glm_model_set_a_name_it_would_refuse(
+    console, fake
+):
+    """``/glm model`` takes any name; the page must still save the rest of the chat's settings,
+    and a persona's line breaks arrive as the browser's CRLF without growing it."""
+    async with console.browser() as browser:
+        own = {"Origin": console.base}
+        await browser.patch(
+            "/glm/api/chats/group:24", json={"persona": "第一行\n第二行"}, headers=own
+        )
+        assert console.qq is not None
+        command = [{"type": "text", "data": {"text": "/glm model 模型+实验"}}]
+        await console.qq.reply_to(await console.qq.group_message(24, SUPERUSER, command))
+        saved = await browser.post(
+            "/glm/chats/group:24/settings",
+            data={
+                "persona": "第一行\r\n第二行",
+                "model": "模型+实验",
+                "search": "on",
+                "enabled": "on",
+            },
+            headers=own,
+        )
+        settings = (await chat_of(browser, "group:24"))["settings"]
+    assert saved.status_code == 303, saved.text
+    assert (settings["search"], settings["model"], settings["persona"]) == (
+        True,
+        "模型+实验",
+        "第一行\n第二行",
+    )
 
 
 # --- headers and secrets ------------------------------------------------------------------

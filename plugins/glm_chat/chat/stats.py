@@ -115,7 +115,7 @@ class CallStats:
         hour.tokens += record.usage.prompt_tokens + record.usage.completion_tokens
 
     def _hour(self, at: float) -> Hour:
-        start = at - at % 3600
+        start = _hour_start(at)
         hour = self._hours.get(start)
         if hour is None:
             hour = self._hours[start] = Hour(start)
@@ -126,8 +126,7 @@ class CallStats:
     def hours(self, count: int = 24) -> list[Hour]:
         """The last ``count`` clock hours, oldest first, the current one included (empty hours
         too)."""
-        now = self._clock()
-        current = now - now % 3600
+        current = _hour_start(self._clock())
         starts = [current - 3600 * back for back in range(count - 1, -1, -1)]
         return [self._hours.get(start) or Hour(start) for start in starts]
 
@@ -135,3 +134,8 @@ class CallStats:
         """``(today, since_start)``."""
         self._roll_day()
         return self.today.summary(), self.since_start.summary()
+
+
+def _hour_start(at: float) -> float:
+    """The start of the local clock hour that ``at`` falls in."""
+    return datetime.fromtimestamp(at).replace(minute=0, second=0, microsecond=0).timestamp()

@@ -112,7 +112,7 @@ class Gate:
         if not cookie:
             return False
         body, _, signature = cookie.rpartition(".")
-        if not body or not hmac.compare_digest(signature, self._sign(body)):
+        if not body or not hmac.compare_digest(signature.encode(), self._sign(body).encode()):
             return False
         expiry = body.partition(".")[0]
         return expiry.isdigit() and int(expiry) > self._clock()

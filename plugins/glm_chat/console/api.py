@@ -9,18 +9,20 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, StreamingResponse
+from nonebot.log import logger
 from pydantic import BaseModel
 
+from ..chat.queue import QueueClosedError
 from ..glm.errors import GLMError, user_message
+from ..runtime import Services
 from . import reads
-from .web import PREFIX, ConsoleRoute, api_access, failure, services
+from .web import PREFIX, ConsoleRoute, api_access, chat_key, failure, services
 from .writes import (
     PLAYGROUND,
     ChangeRefused,
     SettingsPatch,
     ask_playground,
     change_settings,
-    known_chat,
     reset_chat,
 )
 
@@ -28,19 +30,14 @@ router = APIRouter(
     prefix=f"{PREFIX}/api", route_class=ConsoleRoute, dependencies=[Depends(api_access)]
 )
 MAX_DAYS = 366
+MAX_OFFSET = 10**9
 
 
 class PlaygroundMessage(BaseModel):
     message: str
 
 
-def _chat_key(chat: str) -> str:
-    if not known_chat(chat):
-        raise failure(404, "no such chat; a chat key looks like group:123 or private:456")
-    return chat
-
-
-ChatKey = Annotated[str, Depends(_chat_key)]
+ChatKey = Annotated[str, Depends(chat_key)]
 
 
 @router.get("/overview")
@@ -51,7 +48,7 @@ async def overview() -> dict[str, Any]:
 @router.get("/chats")
 async def chats(
     q: str = "",
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> dict[str, Any]:
     return await reads.chats(services(), search=q.strip(), offset=offset, limit=limit)
@@ -76,11 +73,7 @@ async def patch_chat(chat: ChatKey, patch: SettingsPatch) -> dict[str, Any]:
 
 @router.post("/chats/{chat}/reset")
 async def reset(chat: ChatKey) -> dict[str, int]:
-    try:
-        removed = await reset_chat(services(), chat)
-    except ChangeRefused as refusal:
-        raise failure(503, str(refusal)) from None
-    return {"removed": removed}
+    return {"removed": await reset_chat(services(), chat)}
 
 
 @router.get("/usage")
@@ -105,7 +98,8 @@ async def playground(body: PlaygroundMessage, request: Request):  # type: ignore
     """The answer as JSON; with ``Accept: text/event-stream``, as server-sent events
     (``start``, ``delta`` pieces, then ``done`` with the whole answer, or ``error``)."""
     if "text/event-stream" in request.headers.get("accept", ""):
-        return StreamingResponse(_stream_answer(body.message), media_type="text/event-stream")
+        stream = _stream_answer(services(), body.message)
+        return StreamingResponse(stream, media_type="text/event-stream")
     try:
         completion = await ask_playground(services(), body.message)
     except ChangeRefused as refusal:
@@ -124,13 +118,13 @@ def _event(name: str, data: dict[str, Any]) -> str:
     return f"event: {name}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n"
 
 
-async def _stream_answer(message: str) -> AsyncIterator[str]:
+async def _stream_answer(running: Services, message: str) -> AsyncIterator[str]:
     """Pieces as the model writes them; the turn is kept only if the browser is still there
-    when the answer is complete."""
+    when the answer is complete. Every ending is an event: the headers went out already."""
     pieces: asyncio.Queue[str] = asyncio.Queue()
     connected = True  # until the response is closed (Starlette closes it when the browser goes)
     asking = asyncio.ensure_future(
-        ask_playground(services(), message, on_text=pieces.put_nowait, delivered=lambda: connected)
+        ask_playground(running, message, on_text=pieces.put_nowait, delivered=lambda: connected)
     )
     try:
         yield _event("start", {"conversation": PLAYGROUND})  # the headers go out now
@@ -149,6 +143,11 @@ async def _stream_answer(message: str) -> AsyncIterator[str]:
             yield _event("error", {"message": str(refusal)})
         except GLMError as error:
             yield _event("error", {"message": user_message(error)})
+        except QueueClosedError:
+            yield _event("error", {"message": "机器人正在关闭，没有回答。"})
+        except Exception as error:
+            logger.opt(exception=error).error("glm-chat: the playground failed")
+            yield _event("error", {"message": "出了点意外，没能回答。"})
         else:
             yield _event("done", {"answer": completion.content, "usage": _usage(completion)})
     finally:

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 from datetime import datetime
 from typing import Annotated
-from urllib.parse import parse_qs, quote
+from urllib.parse import parse_qs
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
+from ..memory.models import DayUsage
 from . import reads
 from .access import SESSION_COOKIE, SESSION_SECONDS
 from .charts import DANGER, stacked_bars
@@ -19,6 +21,8 @@ from .web import (
     PREFIX,
     ConsoleRoute,
     LockedOut,
+    chat_key,
+    chat_path,
     check_token,
     failure,
     gate,
@@ -33,11 +37,11 @@ from .writes import (
     ChangeRefused,
     SettingsPatch,
     change_settings,
-    known_chat,
     reset_chat,
 )
 
 PAGE_SIZE = 50
+MAX_PAGE = 10**6
 STATIC = {
     "console.css": "text/css; charset=utf-8",
     "console.js": "text/javascript; charset=utf-8",
@@ -144,17 +148,11 @@ async def overview_page() -> HTMLResponse:
 
 
 @router.get("/chats")
-async def chats_page(q: str = "", p: Annotated[int, Query(ge=1)] = 1) -> HTMLResponse:
+async def chats_page(q: str = "", p: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 1) -> HTMLResponse:
     search = q.strip()
     data = await reads.chats(services(), search=search, offset=(p - 1) * PAGE_SIZE, limit=PAGE_SIZE)
     pages = max(1, -(-data["total"] // PAGE_SIZE))
     return page("chats.html", nav="chats", data=data, q=search, p=p, pages=pages)
-
-
-def _chat_or_404(chat: str) -> str:
-    if not known_chat(chat):
-        raise failure(404, "no such chat")
-    return chat
 
 
 async def _chat_page(chat: str, *, notice: str = "", error: str = "", status: int = 200):
@@ -167,39 +165,42 @@ NOTICES = {"saved": "设置已保存。", "reset": "上下文已清空。"}
 
 @router.get("/chats/{chat}")
 async def chat_page(chat: str, done: str = "") -> HTMLResponse:
-    return await _chat_page(_chat_or_404(chat), notice=NOTICES.get(done, ""))
+    return await _chat_page(chat_key(chat), notice=NOTICES.get(done, ""))
 
 
 @router.post("/chats/{chat}/settings")
 async def save_settings(chat: str, request: Request) -> Response:
-    chat = _chat_or_404(chat)
+    """The settings form. Persona and model change only when they were edited, so that a
+    value the form would not accept itself (set by ``/glm model``) does not block the rest."""
+    chat = chat_key(chat)
     form = parse_qs((await request.body()).decode("utf-8", "replace"), keep_blank_values=True)
 
-    def field(name: str) -> str:
-        return (form.get(name) or [""])[0]
+    def field(name: str) -> str:  # browsers send a textarea's line breaks as CRLF
+        return (form.get(name) or [""])[0].replace("\r\n", "\n")
 
+    current = await services().chat.options(chat)
+    edited = {
+        name: field(name)
+        for name, now in (("persona", current.persona), ("model", current.model))
+        if field(name).strip() != (now or "").strip()
+    }
+    if field("mode") in ("shared", "personal"):
+        edited["mode"] = field("mode")
     patch = SettingsPatch(
-        persona=field("persona"),
-        model=field("model"),
-        enabled=field("enabled") == "on",
-        search=field("search") == "on",
-        **({"mode": field("mode")} if field("mode") in ("shared", "personal") else {}),
+        enabled=field("enabled") == "on", search=field("search") == "on", **edited
     )
     try:
         await change_settings(services(), chat, patch)
     except ChangeRefused as refusal:
         return await _chat_page(chat, error=str(refusal), status=422)
-    return RedirectResponse(f"{PREFIX}/chats/{quote(chat, safe=':')}?done=saved", 303)
+    return RedirectResponse(f"{chat_path(chat)}?done=saved", 303)
 
 
 @router.post("/chats/{chat}/reset")
 async def reset(chat: str) -> Response:
-    chat = _chat_or_404(chat)
-    try:
-        await reset_chat(services(), chat)
-    except ChangeRefused as refusal:
-        return await _chat_page(chat, error=str(refusal), status=503)
-    return RedirectResponse(f"{PREFIX}/chats/{quote(chat, safe=':')}?done=reset", 303)
+    chat = chat_key(chat)
+    await reset_chat(services(), chat)
+    return RedirectResponse(f"{chat_path(chat)}?done=reset", 303)
 
 
 @router.get("/usage")
@@ -215,13 +216,9 @@ async def usage_page(days: Annotated[int, Query(ge=1, le=366)] = 14) -> HTMLResp
 @router.get("/usage.csv")
 async def usage_csv(days: Annotated[int, Query(ge=1, le=366)] = 30) -> Response:
     rows = await reads.usage_rows(services(), days)
-    out = io.StringIO()
-    writer = csv.writer(out)
-    writer.writerow(["day", "chat", "tokens", "turns"])
-    for row in rows:
-        writer.writerow([row.day, row.chat, row.tokens, row.turns])
+    text = await asyncio.to_thread(_csv, rows)  # a large export must not stall QQ answers
     return Response(
-        "\ufeff" + out.getvalue(),  # a BOM, so that Excel reads the file as UTF-8
+        text,
         media_type="text/csv; charset=utf-8",
         headers={"Content-Disposition": f'attachment; filename="glm-usage-{days}d.csv"'},
     )
@@ -244,3 +241,13 @@ async def calls_page(conversation: str = "", failed: bool = False, model: str = 
         model=filters["model"],
     )
     return page("calls.html", nav="calls", calls=data, filters=filters)
+
+
+def _csv(rows: list[DayUsage]) -> str:
+    """``day,chat,tokens,turns``, after a BOM so that Excel reads the file as UTF-8."""
+    out = io.StringIO()
+    out.write("\ufeff")
+    writer = csv.writer(out)
+    writer.writerow(["day", "chat", "tokens", "turns"])
+    writer.writerows([row.day, row.chat, row.tokens, row.turns] for row in rows)
+    return out.getvalue()

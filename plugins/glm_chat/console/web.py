@@ -14,11 +14,12 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.routing import APIRoute
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
+from ..chat.queue import QueueClosedError
 from ..glm.errors import code_meaning
 from ..runtime import Services, running_services
 from . import PREFIX
 from .access import SESSION_COOKIE, Gate, door, same_origin
-from .charts import stacked_bars
+from .writes import known_chat
 
 HERE = Path(__file__).parent
 SECURITY_HEADERS = {
@@ -28,16 +29,18 @@ SECURITY_HEADERS = {
     ),
     "X-Content-Type-Options": "nosniff",
     "X-Frame-Options": "DENY",
-    "Referrer-Policy": "no-referrer",
+    # Not no-referrer: under it Chromium sends ``Origin: null`` with the console's own forms.
+    "Referrer-Policy": "same-origin",
     "Cross-Origin-Opener-Policy": "same-origin",
     "Cross-Origin-Resource-Policy": "same-origin",
 }
 NO_STORE = {"Cache-Control": "no-store"}
+STOPPING = "glm-chat is starting or stopping"
 
 
 class ConsoleRoute(APIRoute):
-    """A route whose every response carries the security headers (and is not cached, unless
-    the route says otherwise)."""
+    """A route whose responses, refusals included, carry the security headers (and are not
+    cached, unless the route says otherwise)."""
 
     def get_route_handler(self):  # type: ignore[no-untyped-def]
         handler = super().get_route_handler()
@@ -51,6 +54,8 @@ class ConsoleRoute(APIRoute):
                 )
             except RequestValidationError as error:
                 response = JSONResponse({"detail": jsonable_encoder(error.errors())}, 422)
+            except QueueClosedError:
+                response = JSONResponse({"detail": STOPPING}, 503)
             for name, value in {**SECURITY_HEADERS, **NO_STORE}.items():
                 response.headers.setdefault(name, value)
             return response
@@ -65,15 +70,27 @@ def failure(status: int, detail: str, **headers: str) -> HTTPException:
 
 def gate() -> Gate:
     if door.gate is None:
-        raise failure(503, "glm-chat is starting or stopping")
+        raise failure(503, STOPPING)
     return door.gate
 
 
 def services() -> Services:
     running = running_services()
     if running is None:
-        raise failure(503, "glm-chat is starting or stopping")
+        raise failure(503, STOPPING)
     return running
+
+
+def chat_key(chat: str) -> str:
+    """A chat key from the path: ``group:123``, ``private:456`` or ``console:playground``."""
+    if not known_chat(chat):
+        raise failure(404, "no such chat; a chat key looks like group:123 or private:456")
+    return chat
+
+
+def chat_path(chat: str) -> str:
+    """A chat's page under the console."""
+    return f"{PREFIX}/chats/{quote(chat, safe=':')}"
 
 
 def address(request: Request) -> str:
@@ -96,7 +113,9 @@ class LockedOut(Exception):
 
 def check_token(request: Request, candidate: str) -> bool:
     """Whether ``candidate`` is the token; wrong ones count towards the address's lockout,
-    and a locked-out address is refused (``LockedOut``) whatever it sends."""
+    and a locked-out address is refused (``LockedOut``) whatever it sends. A wrong one that
+    another site made the browser send (``<img src=.../login?token=x>``) does not count: it
+    would let any site lock the operator out."""
     checker, client = gate(), address(request)
     wait = checker.lockout.retry_after(client)
     if wait:
@@ -104,7 +123,8 @@ def check_token(request: Request, candidate: str) -> bool:
     if checker.token_matches(candidate):
         checker.lockout.succeeded(client)
         return True
-    checker.lockout.failed(client)
+    if request.headers.get("sec-fetch-site") != "cross-site":
+        checker.lockout.failed(client)
     return False
 
 
@@ -167,10 +187,10 @@ templates = Environment(
 templates.filters.update(
     clock=_clock,
     number=_number,
-    chat_path=lambda chat: quote(chat, safe=":"),
+    chat_path=chat_path,
     code_meaning=code_meaning,
 )
-templates.globals.update(prefix=PREFIX, stacked_bars=stacked_bars)
+templates.globals.update(prefix=PREFIX)
 
 
 def page(name: str, status: int = 200, **context: Any) -> HTMLResponse:

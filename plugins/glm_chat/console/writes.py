@@ -9,7 +9,6 @@ from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict
 
-from ..chat.queue import QueueClosedError
 from ..chat.service import Question, persona_problem
 from ..glm.client import TextSink
 from ..glm.completion import Completion
@@ -68,11 +67,9 @@ def option_changes(chat: str, patch: SettingsPatch) -> dict[str, Any]:
 
 
 async def _in_turn(services: Services, chat: str, run: Callable[[], Awaitable[T]]) -> T:
-    """Run ``run`` in ``chat``'s queue, after everything that arrived before it."""
-    try:
-        return await services.queues.submit(chat, run)
-    except QueueClosedError:
-        raise ChangeRefused("机器人正在关闭，没有完成。") from None
+    """Run ``run`` in ``chat``'s queue, after everything that arrived before it (raises
+    ``QueueClosedError`` when the bot is shutting down)."""
+    return await services.queues.submit(chat, run)
 
 
 async def change_settings(services: Services, chat: str, patch: SettingsPatch) -> ChatOptions:
@@ -107,6 +104,10 @@ async def ask_playground(
         return delivered()
 
     question = Question(PLAYGROUND, text)
-    return await _in_turn(
-        services, PLAYGROUND, lambda: services.chat.answer(question, hand_over, on_text)
-    )
+
+    async def run() -> Completion:
+        if not delivered():  # the browser left while this waited its turn: no call
+            raise ChangeRefused("浏览器已经离开。")
+        return await services.chat.answer(question, hand_over, on_text)
+
+    return await _in_turn(services, PLAYGROUND, run)

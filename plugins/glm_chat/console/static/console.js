@@ -43,7 +43,6 @@ function setUpPlayground(form) {
   const box = form.querySelector("textarea");
   const button = form.querySelector("button");
   const list = document.getElementById("transcript");
-  const problem = document.getElementById("playground-error");
   box.addEventListener("keydown", (event) => {
     if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
       event.preventDefault();
@@ -56,12 +55,12 @@ function setUpPlayground(form) {
     if (!message || button.disabled) return;
     const hint = document.getElementById("hint");
     if (hint) hint.remove();
-    problem.hidden = true;
     button.disabled = true;
     box.value = "";
     bubble(list, "me", message);
     const answer = bubble(list, "bot pending", "");
     let text = "";
+    let finished = false;
     try {
       const response = await fetch(form.dataset.endpoint, {
         method: "POST",
@@ -74,10 +73,11 @@ function setUpPlayground(form) {
       }
       await readEvents(response, (name, data) => {
         if (name === "delta") { text += data.text; answer.textContent = text; }
-        else if (name === "done") { answer.textContent = data.answer; }
+        else if (name === "done") { answer.textContent = data.answer; finished = true; }
         else if (name === "error") { throw new Error(data.message); }
         answer.scrollIntoView({ block: "end" });
       });
+      if (!finished) throw new Error("回答中断了，请重试。");
       answer.classList.remove("pending");
     } catch (error) {
       answer.classList.remove("pending");
