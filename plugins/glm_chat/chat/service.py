@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import date, timedelta
 from typing import Any
 
 from ..config import DEFAULT_VISION_MODEL
@@ -72,6 +73,11 @@ def persona_problem(persona: str) -> str | None:
     if len(persona) > PERSONA_LIMIT:
         return f"人设太长了（{len(persona)} 字），请控制在 {PERSONA_LIMIT} 字以内。"
     return None
+
+
+def week_start(today: date) -> str:
+    """The first day of the 7 days that end with ``today`` (``YYYY-MM-DD``)."""
+    return (today - timedelta(days=6)).isoformat()
 
 
 def group_key(group_id: int | str) -> str:
@@ -215,6 +221,13 @@ class ChatService:
             conversation=question.conversation,
             on_text=on_text,
         )
+
+    async def recent_tokens(self, chat: str) -> tuple[int, int]:
+        """Tokens a chat spent today and over the last 7 days (today included)."""
+        today = date.today()
+        rows = await self.store.usage_since(week_start(today), chat)
+        week = sum(tokens for _, _, tokens in rows)
+        return sum(t for _, day, t in rows if day == today.isoformat()), week
 
     async def reset(self, conversation: str, *, with_members: bool = False) -> int:
         """Forget the conversation (``with_members``: and its members' personal ones)."""

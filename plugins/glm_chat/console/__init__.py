@@ -38,10 +38,13 @@ TOKEN_IN_QUERY = re.compile(r"([?&]token=)[^&\s]*")
 
 
 def _hide_tokens(record: logging.LogRecord) -> bool:
-    """uvicorn logs each request's path and query: never a login link's token."""
+    """uvicorn logs each request's path and query: never a login link's token. Only the
+    console's own paths are touched; other plugins' lines pass as they are."""
     if isinstance(record.args, tuple):
         record.args = tuple(
-            TOKEN_IN_QUERY.sub(r"\1***", arg) if isinstance(arg, str) else arg
+            TOKEN_IN_QUERY.sub(r"\1***", arg)
+            if isinstance(arg, str) and arg.startswith(f"{PREFIX}/")
+            else arg
             for arg in record.args
         )
     return True

@@ -12,6 +12,7 @@ from typing import Any
 
 import nonebot
 
+from ..chat.service import week_start
 from ..chat.stats import WindowSummary
 from ..glm.client import CallRecord
 from ..memory.models import ChatListing, ChatOptions, DayUsage, StoredTurn
@@ -120,9 +121,8 @@ async def chats(services: Services, *, search: str = "", offset: int = 0, limit:
     """One page of chats by last activity, and how many there are in all."""
     store = services.chat.store
     day = _today()
-    week_start = (day - timedelta(days=6)).isoformat()
     listed = await store.list_chats(
-        day.isoformat(), week_start, limit=limit, offset=offset, search=search
+        day.isoformat(), week_start(day), limit=limit, offset=offset, search=search
     )
     return {
         "total": await store.count_chats(search),
@@ -149,8 +149,7 @@ def _turn(stored: StoredTurn) -> dict[str, Any]:
 async def chat(services: Services, chat_key: str, limit: int = TURNS_SHOWN) -> dict[str, Any]:
     """One chat: its settings, its summary (none yet), its latest turns (newest first)."""
     store = services.chat.store
-    day = _today()
-    usage = await store.usage_since((day - timedelta(days=6)).isoformat(), chat_key)
+    tokens_today, tokens_week = await services.chat.recent_tokens(chat_key)
     turns = await store.chat_turns(chat_key, limit)
     return {
         "chat": chat_key,
@@ -158,8 +157,8 @@ async def chat(services: Services, chat_key: str, limit: int = TURNS_SHOWN) -> d
         "settings": settings_of(services, chat_key, await services.chat.options(chat_key)),
         "summary": None,
         "turns_kept": await store.count_chat(chat_key),
-        "tokens_today": sum(t for _, d, t in usage if d == day.isoformat()),
-        "tokens_week": sum(t for _, _, t in usage),
+        "tokens_today": tokens_today,
+        "tokens_week": tokens_week,
         "turns": [_turn(stored) for stored in turns],
     }
 

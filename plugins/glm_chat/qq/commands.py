@@ -6,13 +6,13 @@ from __future__ import annotations
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date
 from enum import Enum
 
 from nonebot.adapters.onebot.v11 import GroupMessageEvent, MessageEvent
 from nonebot.log import logger
 
-from ..chat.service import persona_problem
+from ..chat.service import persona_problem, week_start
 from ..chat.stats import WindowSummary
 from ..console import login_link
 from ..memory.models import ChatOptions
@@ -233,7 +233,7 @@ async def _search(request: Request) -> str:
 async def _usage(request: Request) -> str:
     store = request.services.chat.store
     today = date.today()
-    since = (today - timedelta(days=6)).isoformat()
+    since = week_start(today)
     private = not isinstance(request.event, GroupMessageEvent)
     if private and is_superuser(request.event) and request.argument.lower() != "here":
         rows = await store.usage_since(since)
@@ -248,9 +248,7 @@ async def _usage(request: Request) -> str:
         for scope, (day_total, week_total) in sorted(totals.items(), key=lambda i: -i[1][1]):
             lines.append(f"{scope}：{day_total} / {week_total}")
         return "\n".join(lines[:21])
-    rows = await store.usage_since(since, request.chat)
-    week = sum(tokens for _, _, tokens in rows)
-    day_total = sum(tokens for _, day, tokens in rows if day == today.isoformat())
+    day_total, week = await request.services.chat.recent_tokens(request.chat)
     limit = request.services.config.glm_daily_tokens
     quota = f"（每日上限 {limit}）" if limit else ""
     return f"今天用了 {day_total} tokens{quota}，近 7 天共 {week} tokens。"
