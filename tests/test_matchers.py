@@ -258,7 +258,9 @@ async def test_status(app: App):
         quoted(
             event,
             f"模型：glm-4-flash-250414（stream 模式）\n"
-            f"已记住 1 轮对话，最近的上下文约 {tokens} tokens",
+            f"已记住 1 轮对话，最近的上下文约 {tokens} tokens\n"
+            "长期记忆：还没有摘要（对话超出记忆窗口后会自动写）\n"
+            "旁听：开启，记着最近 0 条群消息",
         ),
     )
 
@@ -266,7 +268,7 @@ async def test_status(app: App):
 INTRO = "群里@我或回复我的消息即可提问。可用命令："
 PRIVATE_INTRO = "直接发消息即可提问。可用命令："
 RESET_HELP = "/glm reset [all] — 清空本会话的上下文（别名 /重置对话；全群共用上下文时需管理员）"
-STATUS_HELP = "/glm status — 查看模型、已记住的轮数和估计的 token 数"
+STATUS_HELP = "/glm status — 查看模型、记住的对话、摘要和旁听"
 USAGE_HELP = "/glm usage — 今天和近 7 天用掉的 token"
 HELP_HELP = "/glm help — 显示这份帮助"
 MODEL_VIEW = "/glm model — 查看或切换本会话的模型（修改需机器人主人）"
@@ -289,6 +291,8 @@ ADMIN_HELP = [
     "/glm on — 在本群开启回答",
     "/glm off — 在本群关闭回答（命令仍可用）",
     "/glm search on|off — 开关联网搜索，回答后列出来源",
+    "/glm listen on|off — 旁听群聊：提问时带上最近没有@我的群消息",
+    "/glm chime <0-100> — 没人@我时主动插话的概率（百分比，默认 0）",
     USAGE_HELP,
     HELP_HELP,
 ]
@@ -304,7 +308,7 @@ async def test_help_lists_what_the_asker_may_run(app: App):
 async def test_unknown_subcommand_shows_help(app: App):
     event = private_message("/glm dance", user_id=80)
     # In private chat the user is the admin of their own chat.
-    group_only = ("/glm mode ", "/glm on ", "/glm off ")
+    group_only = ("/glm mode ", "/glm on ", "/glm off ", "/glm listen ", "/glm chime ")
     private_help = [line for line in ADMIN_HELP[1:] if not line.startswith(group_only)]
     await receive(app, event, plain("\n".join([PRIVATE_INTRO, *private_help])))
 

@@ -4,7 +4,11 @@ import unicodedata
 import pytest
 
 from plugins.glm_chat.chat.labels import INDENT
-from plugins.glm_chat.chat.prompt import build_messages, estimate_tokens, history_tokens
+from plugins.glm_chat.chat.prompt import build_prompt, estimate_tokens, history_tokens
+
+
+def build_messages(*args, **kwargs):
+    return build_prompt(*args, **kwargs).messages
 from plugins.glm_chat.memory.models import Speaker, Turn
 
 ALICE = Speaker("1001", "Alice")

@@ -83,6 +83,13 @@ class Config(BaseModel):
     glm_private: Literal["on", "superusers", "off"] = Field(
         "on", description="one of on, superusers, off"
     )
+    glm_background_messages: int = _whole(20, 0, 200)
+    glm_background_minutes: int = _whole(60, 1, 10080)
+    glm_summary: Literal["on", "off"] = Field("on", description="on or off")
+    glm_summary_model: str | None = Field(
+        None, description="a model name, or nothing for GLM_MODEL", examples=["glm-4-flash-250414"]
+    )
+    glm_chime_gap: float = _seconds(300.0, zero_ok=True)
     glm_console: Literal["on", "off"] = Field("on", description="on or off")
     glm_console_token: str | None = Field(
         None,
@@ -99,7 +106,12 @@ class Config(BaseModel):
         return _as_text(value)
 
     @field_validator(
-        "glm_model", "glm_vision_model", "glm_system_prompt", "glm_console_token", mode="before"
+        "glm_model",
+        "glm_vision_model",
+        "glm_system_prompt",
+        "glm_console_token",
+        "glm_summary_model",
+        mode="before",
     )
     @classmethod
     def _text(cls, value: Any) -> Any:
@@ -114,7 +126,7 @@ class Config(BaseModel):
             return [_as_text(item) for item in value]
         return value
 
-    @field_validator("glm_thinking", "glm_console_token", mode="before")
+    @field_validator("glm_thinking", "glm_console_token", "glm_summary_model", mode="before")
     @classmethod
     def _blank_is_unset(cls, value: Any) -> Any:
         return None if value == "" else value

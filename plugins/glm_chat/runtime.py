@@ -6,10 +6,13 @@ from dataclasses import dataclass
 
 from nonebot.log import logger
 
+from .chat.chime import ChimeGate
 from .chat.limits import Cooldown, OncePerDay
 from .chat.queue import ChatQueues
+from .chat.reading import ReadingAlong
 from .chat.service import ChatService, ChatSettings
 from .chat.stats import CallStats
+from .chat.summary import Summarizer
 from .config import Config
 from .glm.auth import KeyPool
 from .glm.client import CallRecord, GLMClient
@@ -30,6 +33,12 @@ class Services:
     quota_notices: OncePerDay  # chats told today that their token quota is spent
     private_notices: OncePerDay  # users told today that private chat is closed to them
     sent: RecentIds  # ids of the messages the bot sent: a reply to one is addressed to it
+    chime: ChimeGate
+
+    @property
+    def reading(self) -> ReadingAlong:
+        assert self.chat.reading is not None
+        return self.chat.reading
 
 
 _services: Services | None = None
@@ -50,6 +59,7 @@ def call_line(record: CallRecord) -> str:
         f" total_s={record.total_s:.3f} prompt_tokens={usage.prompt_tokens}"
         f" completion_tokens={usage.completion_tokens} key={record.key or '-'}"
         + (f" rested={','.join(record.rested_keys)}" if record.rested_keys else "")
+        + (f" purpose={record.purpose}" if record.purpose != "answer" else "")
     )
 
 
@@ -81,7 +91,23 @@ async def open_services(config: Config) -> Services:
         context_tokens=config.glm_context_tokens,
         thinking=config.glm_thinking,
     )
-    chat = ChatService(store, client, settings)
+    reading = ReadingAlong(
+        store.background,
+        keep=config.glm_background_messages,
+        minutes=config.glm_background_minutes,
+    )
+    reading.start()
+    summarizer = None
+    if config.glm_summary == "on":
+        summarizer = Summarizer(
+            store,
+            client,
+            model=config.glm_summary_model or config.glm_model,
+            mode=config.glm_call_mode,
+            window=config.glm_history_turns,
+            context_tokens=config.glm_context_tokens,
+        )
+    chat = ChatService(store, client, settings, reading=reading, summarizer=summarizer)
 
     async def personal(chat_key: str) -> bool:
         return (await chat.options(chat_key)).personal
@@ -95,6 +121,7 @@ async def open_services(config: Config) -> Services:
         OncePerDay(),
         OncePerDay(),
         RecentIds(),
+        ChimeGate(config.glm_chime_gap),
     )
     report_ready(config)
     return _services
@@ -106,6 +133,9 @@ async def close_services() -> None:
     if _services is not None:
         services, _services = _services, None
         await services.queues.close()
+        if services.chat.summarizer is not None:
+            await services.chat.summarizer.close()
+        await services.reading.close()
         await services.chat.client.aclose()
         await services.chat.store.close()
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import re
 import socket
 import threading
 import time
@@ -69,8 +70,32 @@ class Recorded:
         return self.body.get("messages", [])
 
 
+def is_summary(body: dict[str, Any]) -> bool:
+    """Whether the request asks for a conversation's summary (glm-chat's long memory)."""
+    last = (body.get("messages") or [{}])[-1].get("content")
+    return isinstance(last, str) and last.startswith("【已有摘要】")
+
+
+def fold_reply(body: dict[str, Any]) -> str:
+    """A summary as a model without judgment would write one: the summary so far and every
+    line the members said, the oldest lines dropped to stay within the length asked for."""
+    ask = body["messages"][-1]["content"]
+    previous = re.search(r"【已有摘要】\n(.*?)\n\n【新的对话】", ask, re.S)
+    talk = re.search(r"【新的对话】\n(.*?)\n\n请把新的对话", ask, re.S)
+    limit = re.search(r"不超过 (\d+) 字", ask)
+    assert previous and talk and limit, ask
+    lines = [] if previous[1] == "（还没有）" else previous[1].splitlines()
+    lines += [line for line in talk[1].splitlines() if re.match(r"\S.*\(\d+\): ", line)]
+    while lines and len("\n".join(lines)) > int(limit[1]):
+        lines.pop(0)
+    return "\n".join(lines)
+
+
 def default_reply(body: dict[str, Any]) -> str:
-    """The model's answer when no fault is scripted: an echo that names the turn count."""
+    """The model's answer when no fault is scripted: an echo that names the turn count (for a
+    summary request, ``fold_reply``)."""
+    if is_summary(body):
+        return fold_reply(body)
     messages = body.get("messages", [])
     last = messages[-1]["content"] if messages else ""
     if isinstance(last, list):
@@ -89,7 +114,8 @@ class FakeGLM:
     max_in_flight: int = 0  # 0: no limit; else more are refused with 429/1302
     reply: Callable[[dict[str, Any]], str] = default_reply
     requests: list[Recorded] = field(default_factory=list)
-    faults: deque[Fault] = field(default_factory=deque)
+    faults: deque[Fault] = field(default_factory=deque)  # for answers
+    summary_faults: deque[Fault] = field(default_factory=deque)  # for summary requests
     in_flight: int = 0
     peak_in_flight: int = 0
     refused_1302: int = 0
@@ -118,12 +144,25 @@ class FakeGLM:
         with self._lock:
             self.faults.extend(faults)
 
-    def _next_fault(self) -> Fault | None:
+    def push_summary(self, *faults: Fault) -> None:
+        """What the next summary requests get instead of a summary."""
         with self._lock:
-            return self.faults.popleft() if self.faults else None
+            self.summary_faults.extend(faults)
+
+    def _next_fault(self, body: dict[str, Any]) -> Fault | None:
+        with self._lock:
+            line = self.summary_faults if is_summary(body) else self.faults
+            return line.popleft() if line else None
 
     def completions(self) -> list[Recorded]:
-        """The chat requests received (sync, stream and async creations)."""
+        """The chat requests received for answers (sync, stream and async creations)."""
+        return [r for r in self._chat_requests() if not is_summary(r.body)]
+
+    def summaries(self) -> list[Recorded]:
+        """The summary requests received."""
+        return [r for r in self._chat_requests() if is_summary(r.body)]
+
+    def _chat_requests(self) -> list[Recorded]:
         with self._lock:
             return [r for r in self.requests if r.path.endswith("chat/completions")]
 
@@ -141,6 +180,7 @@ class FakeGLM:
         with self._lock:
             self.requests.clear()
             self.faults.clear()
+            self.summary_faults.clear()
             self.poll_faults.clear()
             self.refused_1302 = self.peak_in_flight = self.polls = 0
         self._released.clear()
@@ -215,7 +255,7 @@ class FakeGLM:
             self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
         release = True
         try:
-            fault = self._next_fault()
+            fault = self._next_fault(body)
             if fault is not None and fault.kind == "hang":
                 await asyncio.sleep(fault.delay)
             elif fault is not None and fault.kind == "hold":
@@ -304,7 +344,7 @@ class FakeGLM:
         if refusal is not None:
             return refusal
         assert body is not None
-        fault = self._next_fault()
+        fault = self._next_fault(body)
         if fault is not None and fault.kind == "error":
             return fault_response(fault)
         if fault is not None and fault.kind == "hang":

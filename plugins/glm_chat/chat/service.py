@@ -16,9 +16,12 @@ from ..config import DEFAULT_VISION_MODEL
 from ..glm.client import CallMode, GLMClient, TextSink
 from ..glm.completion import Completion
 from ..glm.errors import MessageTooLongError, PromptTooLongError
-from ..memory.models import ChatOptions, Speaker, Turn
+from ..memory.models import ChatOptions, Heard, Speaker, Summary, Turn
 from ..memory.store import ContextStore
-from .prompt import GROUP_NOTE, build_messages, history_tokens
+from .context import CHIME_CUE, Quote
+from .prompt import GROUP_NOTE, Prompt, build_prompt, history_tokens
+from .reading import ReadingAlong
+from .summary import Summarizer
 
 IMAGE_PLACEHOLDER = "[图片]"
 PERSONA_LIMIT = 2000  # characters a chat's persona may have
@@ -49,6 +52,10 @@ class Question:
     speaker: Speaker | None = None  # set where several people share the context
     scope: str | None = None  # the chat whose settings and usage apply (default: conversation)
     images: tuple[str, ...] = ()  # image URLs (or base64) for the vision model
+    # In a group: the background heard before this number goes with it (None: no background).
+    heard_until: int | None = None
+    quote: Quote | None = None
+    remark: bool = False  # an unprompted remark: nobody asked
 
     @property
     def chat(self) -> str:
@@ -66,6 +73,7 @@ class ConversationStatus:
     call_mode: str
     turns: int
     tokens: int
+    summary: Summary | None = None
 
 
 def persona_problem(persona: str) -> str | None:
@@ -96,10 +104,20 @@ def private_key(user_id: int | str) -> str:
 class ChatService:
     """Answers messages and keeps each conversation's turns and each chat's settings."""
 
-    def __init__(self, store: ContextStore, client: GLMClient, settings: ChatSettings) -> None:
+    def __init__(
+        self,
+        store: ContextStore,
+        client: GLMClient,
+        settings: ChatSettings,
+        *,
+        reading: ReadingAlong | None = None,
+        summarizer: Summarizer | None = None,
+    ) -> None:
         self.store = store
         self.client = client
         self.settings = settings
+        self.reading = reading
+        self.summarizer = summarizer
         self._options: dict[str, ChatOptions] = {}  # insertion order: oldest first
 
     async def options(self, chat: str) -> ChatOptions:
@@ -113,9 +131,12 @@ class ChatService:
         return options
 
     async def update_options(self, chat: str, **changes: Any) -> ChatOptions:
+        """Change a chat's settings; turning reading along off forgets what it kept."""
         options = dataclasses.replace(await self.options(chat), **changes)
         await self.store.save_options(chat, options)
         self._options[chat] = options
+        if changes.get("listen") is False and self.reading is not None:
+            await self.reading.forget(chat)
         return options
 
     def model_for(self, options: ChatOptions, question: Question | None = None) -> str:
@@ -132,70 +153,112 @@ class ChatService:
         """Answer ``question`` and hand the answer over (to QQ, to a browser); the turn is
         stored only when ``hand_over`` says it got through (its tokens are counted either
         way). A failed call stores nothing. ``on_text`` sees the answer as it streams."""
+        completion = await self._respond(question, hand_over, on_text)
+        assert completion is not None
+        return completion
+
+    async def remark(
+        self, chat: str, heard_until: int, hand_over: Callable[[Completion], Awaitable[bool]]
+    ) -> Completion | None:
+        """An unprompted remark on the group's background heard before ``heard_until``, kept
+        in the group's shared conversation like a turn; None when there was nothing new to
+        speak to."""
+        question = Question(chat, CHIME_CUE, heard_until=heard_until, remark=True)
+        return await self._respond(question, hand_over, None)
+
+    async def _respond(
+        self,
+        question: Question,
+        hand_over: Callable[[Completion], Awaitable[bool]],
+        on_text: TextSink | None,
+    ) -> Completion | None:
         options = await self.options(question.chat)
-        history = await self.store.recent(question.conversation, self.settings.history_turns)
-        completion = await self._complete_fitting(question, options, history, on_text)
+        background = await self._background(question, options)
+        if question.remark and not background:
+            return None
+        summary = await self._summary(question.conversation)
+        history = await self.store.recent(
+            question.conversation,
+            self.settings.history_turns,
+            after=summary.upto if summary else 0,
+        )
+        context = _Context(history, background, summary.text if summary else None)
+        completion, prompt = await self._complete_fitting(question, options, context, on_text)
         if await hand_over(completion):
             await self.store.append_turn(
                 question.conversation,
-                Turn(question.stored_text(), completion.content, question.speaker),
+                Turn(question.stored_text(), completion.content, question.speaker, prompt.context),
                 model=self.model_for(options, question),
                 usage=completion.usage,
                 scope=question.scope,
+                heard=question.heard_until,
             )
+            if self.summarizer is not None:
+                self.summarizer.fold_later(question.conversation, question.chat)
         else:  # paid for all the same
             await self.store.count_usage(question.chat, completion.usage)
         return completion
+
+    async def _background(self, question: Question, options: ChatOptions) -> list[Heard]:
+        if self.reading is None or question.heard_until is None or not options.listen:
+            return []
+        return await self.reading.since(question.chat, question.conversation, question.heard_until)
+
+    async def _summary(self, conversation: str) -> Summary | None:
+        return await self.store.summary(conversation) if self.summarizer is not None else None
 
     async def _complete_fitting(
         self,
         question: Question,
         options: ChatOptions,
-        history: list[Turn],
+        context: _Context,
         on_text: TextSink | None,
-    ) -> Completion:
+    ) -> tuple[Completion, Prompt]:
         budget = self.settings.context_tokens
         try:
-            return await self._call_within(question, options, history, budget, on_text)
+            return await self._call_within(question, options, context, budget, on_text)
         except MessageTooLongError:
             raise
         except PromptTooLongError:
             # Our estimate was too generous for this model: trim much harder, once.
-            return await self._call_within(question, options, history, budget // 3, on_text)
+            return await self._call_within(question, options, context, budget // 3, on_text)
 
     async def _call_within(
         self,
         question: Question,
         options: ChatOptions,
-        history: list[Turn],
+        context: _Context,
         budget: int,
         on_text: TextSink | None,
-    ) -> Completion:
-        """One call with as much history as fits ``budget``; a prompt the model still finds
+    ) -> tuple[Completion, Prompt]:
+        """One call with as much context as fits ``budget``; a prompt the model still finds
         too long without any history means the message itself is too long."""
-        messages = self._messages(question, options, history, budget)
+        prompt = self._prompt(question, options, context, budget)
         try:
-            return await self._call(question, options, messages, on_text)
+            return await self._call(question, options, prompt.messages, on_text), prompt
         except PromptTooLongError as error:
-            if _carries_history(messages):
+            if _carries_history(prompt.messages):
                 raise
             raise MessageTooLongError(
                 error.message, code=error.code, status=error.status
             ) from error
 
-    def _messages(
-        self, question: Question, options: ChatOptions, history: list[Turn], budget: int
-    ) -> list[dict[str, Any]]:
+    def _prompt(
+        self, question: Question, options: ChatOptions, context: _Context, budget: int
+    ) -> Prompt:
         settings = self.settings
         system_prompt = options.persona or settings.system_prompt
-        if question.speaker is not None:
+        if question.speaker is not None or question.remark:
             system_prompt += GROUP_NOTE
-        return build_messages(
+        return build_prompt(
             system_prompt,
-            history,
+            context.history,
             question.text or (IMAGE_ONLY_QUESTION if question.images else ""),
             question.speaker,
             images=question.images,
+            background=context.background,
+            quote=question.quote,
+            summary=context.summary,
             max_turns=settings.history_turns,
             token_budget=budget,
         )
@@ -220,6 +283,7 @@ class ChatService:
             options=request_options or None,
             conversation=question.conversation,
             on_text=on_text,
+            purpose="remark" if question.remark else "answer",
         )
 
     async def recent_tokens(self, chat: str) -> tuple[int, int]:
@@ -229,20 +293,40 @@ class ChatService:
         week = sum(tokens for _, _, tokens in rows)
         return sum(t for _, day, t in rows if day == today.isoformat()), week
 
-    async def reset(self, conversation: str, *, with_members: bool = False) -> int:
-        """Forget the conversation (``with_members``: and its members' personal ones)."""
-        return await self.store.reset(conversation, with_members=with_members)
+    async def reset(
+        self, conversation: str, *, with_members: bool = False, heard_until: int | None = None
+    ) -> int:
+        """Forget the conversation and its summary (``with_members``: and its members'
+        personal ones); the group's background heard before ``heard_until`` (default: now)
+        will not be sent to it either."""
+        removed = await self.store.reset(conversation, with_members=with_members)
+        if self.reading is not None and self.reading.on:
+            until = heard_until if heard_until is not None else self.reading.next_seq()
+            await self.store.background.mark(conversation, until, with_members=with_members)
+        return removed
 
     async def status(self, conversation: str, chat: str | None = None) -> ConversationStatus:
         settings = self.settings
         options = await self.options(chat or conversation)
-        history = await self.store.recent(conversation, settings.history_turns)
+        summary = await self._summary(conversation)
+        after = summary.upto if summary else 0
+        history = await self.store.recent(conversation, settings.history_turns, after=after)
         return ConversationStatus(
             model=self.model_for(options),
             call_mode=settings.call_mode,
             turns=await self.store.count(conversation),
             tokens=history_tokens(history),
+            summary=summary,
         )
+
+
+@dataclass(frozen=True)
+class _Context:
+    """What a request may carry besides the question."""
+
+    history: list[Turn]
+    background: list[Heard]
+    summary: str | None
 
 
 def _carries_history(messages: list[dict[str, Any]]) -> bool:

@@ -26,6 +26,7 @@ from .errors import (
     error_for,
     parse_error_body,
 )
+from .slots import Slots
 from .sse import iter_sse_data
 
 CallMode = Literal["stream", "sync", "async"]
@@ -60,6 +61,7 @@ class CallRecord:
     conversation: str
     model: str
     mode: str
+    purpose: str = "answer"  # or "summary", "remark"
     key: str = ""
     attempts: int = 0
     status: int | None = None
@@ -107,7 +109,7 @@ class GLMClient:
         self._max_retries = max_retries
         self._backoff = backoff or Backoff()
         self._on_call = on_call
-        self._slots = asyncio.Semaphore(max_concurrency)
+        self._slots = Slots(max_concurrency)
         self._http = httpx.AsyncClient(
             base_url=base_url.rstrip("/") + "/",
             timeout=httpx.Timeout(timeout, connect=min(connect_timeout, timeout)),
@@ -132,17 +134,22 @@ class GLMClient:
         options: dict[str, Any] | None = None,
         conversation: str = "",
         on_text: TextSink | None = None,
+        purpose: str = "answer",
+        can_wait: bool = False,
     ) -> Completion:
         """Ask for one completion, retrying what is worth retrying within a deadline.
 
         ``on_text`` receives the answer's text as it streams (stream mode only; a retried
         stream starts over, so a reader should take the returned completion as final).
+        ``can_wait``: the call yields its place to answers (see ``Slots``).
         """
-        record = CallRecord(conversation, model, mode)
+        record = CallRecord(conversation, model, mode, purpose)
         started = time.monotonic()
         body = {"model": model, "messages": messages, **(options or {})}
         try:
-            completion = await self._complete_with_retries(body, mode, record, started, on_text)
+            completion = await self._complete_with_retries(
+                body, mode, record, started, on_text, can_wait
+            )
         except BaseException as error:  # a cancelled call is a failed one too; never swallowed
             record.fail(error)
             raise
@@ -161,15 +168,16 @@ class GLMClient:
         record: CallRecord,
         started: float,
         on_text: TextSink | None,
+        can_wait: bool,
     ) -> Completion:
         if self.keys is None:
             raise NotConfiguredError("no API key configured")
         deadline = started + self._timeout * 2
         if mode == "async":
-            return await self._async_task(body, record, deadline)
+            return await self._async_task(body, record, deadline, can_wait)
 
         async def call(credential: Credential) -> Completion:
-            async with self._slots:
+            async with self._slots.take(can_wait=can_wait):
                 return await self._call_once(
                     mode, body, credential.bearer(), record, started, on_text
                 )
@@ -274,13 +282,13 @@ class GLMClient:
             await response.aclose()
 
     async def _async_task(
-        self, body: dict[str, Any], record: CallRecord, deadline: float
+        self, body: dict[str, Any], record: CallRecord, deadline: float, can_wait: bool
     ) -> Completion:
         """Create one billed task, then poll that same task until it ends or the deadline.
 
         Only a creation that failed is retried; the task holds a slot until its result.
         """
-        async with self._slots:
+        async with self._slots.take(can_wait=can_wait):
             task = await self._with_retries(
                 lambda credential: self._create_task(body, credential), record, deadline
             )

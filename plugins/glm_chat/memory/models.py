@@ -26,17 +26,55 @@ class Turn:
     question: str
     answer: str
     speaker: Speaker | None = None
+    # What went with the question, as the model read it: the group's background, a quote.
+    context: str = ""
+
+
+@dataclass(frozen=True)
+class NumberedTurn:
+    """A stored turn with its place in the conversation (``seq`` counts from 1)."""
+
+    seq: int
+    created_at: float
+    turn: Turn
+
+
+@dataclass(frozen=True)
+class Heard:
+    """A group message that was not addressed to the bot, kept as background."""
+
+    seq: int  # arrival order (see ``ReadingAlong.next_seq``)
+    speaker: Speaker
+    text: str  # as the model reads it: images as [图片]
+    message_id: str = ""
+    at: float = 0.0  # wall clock
+
+
+@dataclass(frozen=True)
+class Summary:
+    """A conversation's running summary of the turns that left its history window."""
+
+    text: str
+    upto: int  # the last turn folded in (its seq)
+    upto_at: float  # that turn's created_at: a reset since then is noticed
+    turns: int  # how many turns it covers
+    updated_at: float = 0.0
 
 
 @dataclass(frozen=True)
 class ChatOptions:
-    """What a chat's admins set: persona, model, mode, on/off, web search."""
+    """What a chat's admins set: persona, model, mode, on/off, web search, reading along."""
 
     persona: str | None = None  # None: GLM_SYSTEM_PROMPT
     model: str | None = None  # None: GLM_MODEL
     personal: bool = False  # each member has their own conversation in the group
     enabled: bool = True
     web_search: bool = False
+    listen: bool = True  # keep the group's messages as background
+    chime: int = 0  # percent chance of an unprompted remark per message heard
+
+
+DEFAULT_OPTIONS = ChatOptions()
 
 
 @dataclass(frozen=True)

@@ -7,148 +7,24 @@ import os
 import sqlite3
 import stat
 import time
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import aiosqlite
 
 from ..glm.completion import Usage
-from .models import ChatListing, ChatOptions, DayUsage, Speaker, StoredTurn, Turn
-
-Migration = Callable[[aiosqlite.Connection], Awaitable[None]]
-
-
-async def _create_turns(db: aiosqlite.Connection) -> None:
-    # Clustered by conversation: a conversation's turns share a few pages however many other
-    # conversations are interleaved with it, so reading the last 20 stays cheap at 1M turns.
-    await db.execute(
-        """
-        CREATE TABLE turns (
-            conversation TEXT NOT NULL,
-            seq INTEGER NOT NULL,
-            speaker_id TEXT,
-            speaker_name TEXT,
-            question TEXT NOT NULL,
-            answer TEXT NOT NULL,
-            model TEXT NOT NULL DEFAULT '',
-            prompt_tokens INTEGER NOT NULL DEFAULT 0,
-            completion_tokens INTEGER NOT NULL DEFAULT 0,
-            created_at REAL NOT NULL,
-            PRIMARY KEY (conversation, seq)
-        ) WITHOUT ROWID
-        """
-    )
-
-
-async def _add_settings_and_usage(db: aiosqlite.Connection) -> None:
-    # Per chat (a group or a private chat): what its admins set with /glm commands.
-    await db.execute(
-        """
-        CREATE TABLE chat_settings (
-            scope TEXT PRIMARY KEY,
-            persona TEXT,
-            model TEXT,
-            personal INTEGER NOT NULL DEFAULT 0,
-            enabled INTEGER NOT NULL DEFAULT 1,
-            web_search INTEGER NOT NULL DEFAULT 0
-        )
-        """
-    )
-    # Tokens per chat and local day, kept by a trigger: a turn and its usage are one statement.
-    await db.execute("ALTER TABLE turns ADD COLUMN scope TEXT")
-    await db.execute(
-        """
-        CREATE TABLE usage_daily (
-            scope TEXT NOT NULL,
-            day TEXT NOT NULL,
-            tokens INTEGER NOT NULL DEFAULT 0,
-            turns INTEGER NOT NULL DEFAULT 0,
-            PRIMARY KEY (scope, day)
-        ) WITHOUT ROWID
-        """
-    )
-    await db.execute(
-        """
-        CREATE TRIGGER turns_count_usage AFTER INSERT ON turns
-        BEGIN
-            INSERT INTO usage_daily (scope, day, tokens, turns)
-            VALUES (
-                COALESCE(NEW.scope, NEW.conversation),
-                date(NEW.created_at, 'unixepoch', 'localtime'),
-                NEW.prompt_tokens + NEW.completion_tokens,
-                1
-            )
-            ON CONFLICT (scope, day) DO UPDATE
-            SET tokens = tokens + excluded.tokens, turns = turns + 1;
-        END
-        """
-    )
-    await db.execute(
-        "INSERT INTO usage_daily (scope, day, tokens, turns)"
-        " SELECT conversation, date(created_at, 'unixepoch', 'localtime'),"
-        " SUM(prompt_tokens + completion_tokens), COUNT(*) FROM turns GROUP BY 1, 2"
-    )
-
-
-async def _add_chat_index(db: aiosqlite.Connection) -> None:
-    # One row per chat, kept by triggers, so that the console lists 10k chats by their last
-    # activity without counting a million turns; and usage by day without scanning every chat.
-    await db.execute(
-        """
-        CREATE TABLE chats (
-            scope TEXT PRIMARY KEY,
-            turns INTEGER NOT NULL DEFAULT 0,
-            last_at REAL NOT NULL DEFAULT 0
-        )
-        """
-    )
-    await db.execute("CREATE INDEX chats_by_recent ON chats (last_at DESC, scope)")
-    await db.execute("CREATE INDEX usage_daily_by_day ON usage_daily (day, scope, tokens, turns)")
-    # A chat's latest turns, its members' own included, without sorting all of them.
-    await db.execute(
-        "CREATE INDEX turns_by_chat ON turns (COALESCE(scope, conversation), created_at)"
-    )
-    await db.execute(
-        """
-        CREATE TRIGGER turns_count_chat AFTER INSERT ON turns
-        BEGIN
-            INSERT INTO chats (scope, turns, last_at)
-            VALUES (COALESCE(NEW.scope, NEW.conversation), 1, NEW.created_at)
-            ON CONFLICT (scope) DO UPDATE
-            SET turns = turns + 1, last_at = MAX(last_at, excluded.last_at);
-        END
-        """
-    )
-    await db.execute(
-        """
-        CREATE TRIGGER turns_uncount_chat AFTER DELETE ON turns
-        BEGIN
-            UPDATE chats SET turns = turns - 1
-            WHERE scope = COALESCE(OLD.scope, OLD.conversation);
-        END
-        """
-    )
-    await db.execute(
-        """
-        CREATE TRIGGER settings_list_chat AFTER INSERT ON chat_settings
-        BEGIN
-            INSERT INTO chats (scope) VALUES (NEW.scope) ON CONFLICT (scope) DO NOTHING;
-        END
-        """
-    )
-    await db.execute(
-        "INSERT INTO chats (scope, turns, last_at)"
-        " SELECT COALESCE(scope, conversation), COUNT(*), MAX(created_at) FROM turns GROUP BY 1"
-    )
-    await db.execute(
-        "INSERT INTO chats (scope) SELECT scope FROM chat_settings WHERE true"
-        " ON CONFLICT (scope) DO NOTHING"
-    )
-
-
-# Append only: the schema's version is the number of migrations applied (PRAGMA user_version).
-MIGRATIONS: list[Migration] = [_create_turns, _add_settings_and_usage, _add_chat_index]
-
+from .background import BackgroundLog, members_of
+from .models import (
+    DEFAULT_OPTIONS,
+    ChatListing,
+    ChatOptions,
+    DayUsage,
+    NumberedTurn,
+    Speaker,
+    StoredTurn,
+    Summary,
+    Turn,
+)
+from .schema import MIGRATIONS
 
 # SQLite's side files, created beside the database with the database file's mode.
 SIDE_FILES = ("-wal", "-shm", "-journal")
@@ -193,6 +69,7 @@ class ContextStore:
 
     def __init__(self, db: aiosqlite.Connection) -> None:
         self._db = db
+        self.background = BackgroundLog(db)
 
     @classmethod
     async def open(cls, path: Path | str) -> ContextStore:
@@ -210,6 +87,7 @@ class ContextStore:
                 "synchronous = NORMAL",
                 "busy_timeout = 5000",
                 "foreign_keys = ON",
+                "secure_delete = ON",  # deleted text is overwritten, not left in free pages
             ):
                 await db.execute(f"PRAGMA {pragma}")
             store = cls(db)
@@ -254,18 +132,20 @@ class ContextStore:
         model: str = "",
         usage: Usage | None = None,
         scope: str | None = None,
+        heard: int | None = None,
     ) -> None:
-        """Store a whole turn, and count its tokens for ``scope`` (default: the conversation):
-        one statement, so one atomic write."""
+        """Store a whole turn, and count its tokens for ``scope`` (default: the conversation);
+        ``heard``: the group's background before it has now been carried. One statement, so
+        one atomic write."""
         usage = usage or Usage()
         speaker = turn.speaker
         await self._db.execute(
             "INSERT INTO turns (conversation, seq, speaker_id, speaker_name, question, answer,"
-            " model, prompt_tokens, completion_tokens, created_at, scope)"
+            " model, prompt_tokens, completion_tokens, created_at, scope, context, heard)"
             " VALUES (:conversation,"
             " (SELECT IFNULL(MAX(seq), 0) + 1 FROM turns WHERE conversation = :conversation),"
             " :speaker_id, :speaker_name, :question, :answer, :model, :prompt_tokens,"
-            " :completion_tokens, :created_at, :scope)",
+            " :completion_tokens, :created_at, :scope, :context, :heard)",
             {
                 "conversation": conversation,
                 "speaker_id": speaker.user_id if speaker else None,
@@ -277,6 +157,8 @@ class ContextStore:
                 "completion_tokens": usage.completion_tokens,
                 "created_at": time.time(),
                 "scope": scope,
+                "context": turn.context or None,
+                "heard": heard,
             },
         )
 
@@ -290,54 +172,100 @@ class ContextStore:
             {"scope": scope, "tokens": usage.prompt_tokens + usage.completion_tokens},
         )
 
-    async def recent(self, conversation: str, limit: int) -> list[Turn]:
-        """The last ``limit`` turns of a conversation, oldest first."""
+    async def recent(self, conversation: str, limit: int, *, after: int = 0) -> list[Turn]:
+        """The last ``limit`` turns of a conversation (those after turn ``after``), oldest
+        first."""
+        return [numbered.turn for numbered in await self.numbered(conversation, limit, after)]
+
+    async def numbered(
+        self, conversation: str, limit: int, after: int = 0, *, oldest: bool = False
+    ) -> list[NumberedTurn]:
+        """The last (``oldest``: first) ``limit`` turns after turn ``after``, oldest first,
+        with their numbers."""
         if limit <= 0:
             return []
         rows = await self._db.execute_fetchall(
-            "SELECT speaker_id, speaker_name, question, answer FROM turns"
-            " WHERE conversation = ? ORDER BY seq DESC LIMIT ?",
-            (conversation, limit),
+            "SELECT seq, created_at, speaker_id, speaker_name, question, answer, context"
+            " FROM turns WHERE conversation = ? AND seq > ?"
+            f" ORDER BY seq {'ASC' if oldest else 'DESC'} LIMIT ?",
+            (conversation, after, limit),
         )
+        rows = list(rows) if oldest else list(reversed(list(rows)))
         return [
-            Turn(question, answer, Speaker(sid, name or sid) if sid is not None else None)
-            for sid, name, question, answer in reversed(list(rows))
+            NumberedTurn(int(seq), float(at), _turn(sid, name, question, answer, context))
+            for seq, at, sid, name, question, answer, context in rows
         ]
 
-    async def count(self, conversation: str) -> int:
-        """How many turns a conversation keeps."""
+    async def count(self, conversation: str, *, after: int = 0) -> int:
+        """How many turns a conversation keeps (after turn ``after``)."""
         rows = await self._db.execute_fetchall(
-            "SELECT COUNT(*) FROM turns WHERE conversation = ?", (conversation,)
+            "SELECT COUNT(*) FROM turns WHERE conversation = ? AND seq > ?",
+            (conversation, after),
         )
         return int(next(iter(rows))[0])
 
     async def reset(self, conversation: str, *, with_members: bool = False) -> int:
-        """Forget a conversation's turns (``with_members``: and its members' personal ones);
-        returns how many were removed."""
-        sql = "DELETE FROM turns WHERE conversation = :chat"
+        """Forget a conversation's turns and with them its summary (``with_members``: and its
+        members' personal ones); returns how many turns were removed."""
+        where = "conversation = :chat"
         if with_members:
-            sql += " OR (conversation > :chat || ':' AND conversation < :chat || ';')"
-        cursor = await self._db.execute(sql, {"chat": conversation})
+            where += " OR " + members_of(":chat")
+        cursor = await self._db.execute(f"DELETE FROM turns WHERE {where}", {"chat": conversation})
         return cursor.rowcount
+
+    async def summary(self, conversation: str) -> Summary | None:
+        """The conversation's running summary, if it has one."""
+        rows = await self._db.execute_fetchall(
+            "SELECT text, upto, upto_at, turns, updated_at FROM summaries WHERE conversation = ?",
+            (conversation,),
+        )
+        return next(
+            (Summary(str(t), int(u), float(a), int(n), float(w)) for t, u, a, n, w in rows), None
+        )
+
+    async def save_summary(
+        self, conversation: str, summary: Summary, replacing: Summary | None
+    ) -> bool:
+        """Store ``summary`` if the conversation still is as it was summarised: its summary is
+        still ``replacing``, and the last turn folded in is still there (no reset since).
+        Returns whether it was stored."""
+        cursor = await self._db.execute(
+            "INSERT INTO summaries (conversation, text, upto, upto_at, turns, updated_at)"
+            " SELECT :conversation, :text, :upto, :upto_at, :turns, :now"
+            " WHERE EXISTS (SELECT 1 FROM turns"
+            "  WHERE conversation = :conversation AND seq = :upto AND created_at = :upto_at)"
+            " AND IFNULL((SELECT upto FROM summaries WHERE conversation = :conversation), 0)"
+            "  = :before"
+            " ON CONFLICT (conversation) DO UPDATE SET text = excluded.text,"
+            " upto = excluded.upto, upto_at = excluded.upto_at, turns = excluded.turns,"
+            " updated_at = excluded.updated_at",
+            {
+                "conversation": conversation,
+                "text": summary.text,
+                "upto": summary.upto,
+                "upto_at": summary.upto_at,
+                "turns": summary.turns,
+                "now": time.time(),
+                "before": replacing.upto if replacing else 0,
+            },
+        )
+        return cursor.rowcount > 0
 
     async def options(self, scope: str) -> ChatOptions:
         """What a chat's admins have set (defaults where nothing is)."""
         rows = await self._db.execute_fetchall(
-            "SELECT persona, model, personal, enabled, web_search FROM chat_settings"
-            " WHERE scope = ?",
-            (scope,),
+            f"SELECT {_OPTION_COLUMNS} FROM chat_settings WHERE scope = ?", (scope,)
         )
-        for row in rows:
-            return _options_from(*row)
-        return ChatOptions()
+        return next((_options_from(*row) for row in rows), DEFAULT_OPTIONS)
 
     async def save_options(self, scope: str, options: ChatOptions) -> None:
         await self._db.execute(
-            "INSERT INTO chat_settings (scope, persona, model, personal, enabled, web_search)"
-            " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (scope) DO UPDATE SET"
+            f"INSERT INTO chat_settings (scope, {_OPTION_COLUMNS})"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (scope) DO UPDATE SET"
             " persona = excluded.persona, model = excluded.model,"
             " personal = excluded.personal, enabled = excluded.enabled,"
-            " web_search = excluded.web_search",
+            " web_search = excluded.web_search, listen = excluded.listen,"
+            " chime = excluded.chime",
             (
                 scope,
                 options.persona,
@@ -345,6 +273,8 @@ class ContextStore:
                 options.personal,
                 options.enabled,
                 options.web_search,
+                options.listen,
+                options.chime,
             ),
         )
 
@@ -367,7 +297,7 @@ class ContextStore:
             "SELECT c.scope, c.turns, c.last_at,"
             " (SELECT tokens FROM usage_daily WHERE scope = c.scope AND day = :today),"
             " (SELECT SUM(tokens) FROM usage_daily WHERE scope = c.scope AND day >= :week),"
-            " s.persona, s.model, s.personal, s.enabled, s.web_search"
+            " s.persona, s.model, s.personal, s.enabled, s.web_search, s.listen, s.chime"
             f" FROM (SELECT scope, turns, last_at FROM chats {where}"
             " ORDER BY last_at DESC, scope LIMIT :limit OFFSET :offset) c"
             " LEFT JOIN chat_settings s ON s.scope = c.scope"
@@ -402,7 +332,7 @@ class ContextStore:
     async def chat_turns(self, chat: str, limit: int) -> list[StoredTurn]:
         """A chat's last ``limit`` turns (its members' own ones included), newest first."""
         rows = await self._db.execute_fetchall(
-            "SELECT conversation, speaker_id, speaker_name, question, answer, model,"
+            "SELECT conversation, speaker_id, speaker_name, question, answer, context, model,"
             " prompt_tokens, completion_tokens, created_at FROM turns"
             " WHERE COALESCE(scope, conversation) = :chat"
             " ORDER BY created_at DESC LIMIT :limit",
@@ -454,17 +384,41 @@ class ContextStore:
         return [(str(s), str(d), int(t)) for s, d, t in rows]
 
 
+_OPTION_COLUMNS = "persona, model, personal, enabled, web_search, listen, chime"
+
+
 def _options_from(
     persona: str | None,
     model: str | None,
     personal: int | None,
     enabled: int | None,
     web_search: int | None,
+    listen: int | None,
+    chime: int | None,
 ) -> ChatOptions:
     """A chat's settings from a ``chat_settings`` row (all None: the defaults)."""
     if enabled is None:
-        return ChatOptions()
-    return ChatOptions(persona, model, bool(personal), bool(enabled), bool(web_search))
+        return DEFAULT_OPTIONS
+    return ChatOptions(
+        persona,
+        model,
+        bool(personal),
+        bool(enabled),
+        bool(web_search),
+        bool(listen),
+        int(chime or 0),
+    )
+
+
+def _turn(
+    speaker_id: str | None,
+    speaker_name: str | None,
+    question: str,
+    answer: str,
+    context: str | None,
+) -> Turn:
+    speaker = Speaker(speaker_id, speaker_name or speaker_id) if speaker_id is not None else None
+    return Turn(question, answer, speaker, context or "")
 
 
 def _stored_turn(
@@ -473,15 +427,15 @@ def _stored_turn(
     speaker_name: str | None,
     question: str,
     answer: str,
+    context: str | None,
     model: str,
     prompt_tokens: int,
     completion_tokens: int,
     created_at: float,
 ) -> StoredTurn:
-    speaker = Speaker(speaker_id, speaker_name or speaker_id) if speaker_id is not None else None
     return StoredTurn(
         conversation,
-        Turn(question, answer, speaker),
+        _turn(speaker_id, speaker_name, question, answer, context),
         model,
         prompt_tokens,
         completion_tokens,

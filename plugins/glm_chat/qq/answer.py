@@ -8,6 +8,7 @@ from datetime import date
 from nonebot.adapters.onebot.v11 import GroupMessageEvent, MessageEvent
 from nonebot.log import logger
 
+from ..chat.context import Quote
 from ..chat.limits import Verdict
 from ..chat.service import Question
 from ..glm.completion import Completion
@@ -20,6 +21,8 @@ from .events import (
     images_of,
     is_exempt,
     question_text,
+    quote_of,
+    replied_to,
 )
 from .render import answer_text
 
@@ -36,8 +39,9 @@ UNKNOWN_VISION_MODEL = (
 )
 
 
-async def answer(outbox: Outbox, event: MessageEvent) -> None:
-    """Answer ``event``: the reply is stored as a turn only once QQ accepted it."""
+async def answer(outbox: Outbox, event: MessageEvent, heard_until: int | None = None) -> None:
+    """Answer ``event``: the reply is stored as a turn only once QQ accepted it. In a group the
+    question carries the background heard before ``heard_until``, and any quoted message."""
     services = get_services()
     config = services.config
     chat_key = chat_of(event)
@@ -61,7 +65,16 @@ async def answer(outbox: Outbox, event: MessageEvent) -> None:
         notes.append(TRUNCATED_NOTE.format(limit=config.glm_max_input_chars))
 
     conversation, speaker = conversation_of(event, options.personal)
-    asked = Question(conversation, question, speaker, chat_key, images)
+    group = isinstance(event, GroupMessageEvent)
+    asked = Question(
+        conversation,
+        question,
+        speaker,
+        chat_key,
+        images,
+        heard_until=heard_until if group else None,
+        quote=await _quote(services, event, chat_key),
+    )
 
     async def hand_over(completion: Completion) -> bool:
         text = "\n".join([*notes, answer_text(completion)])
@@ -80,6 +93,18 @@ async def answer(outbox: Outbox, event: MessageEvent) -> None:
     except Exception as error:
         logger.opt(exception=error).error(f"glm-chat: unexpected failure in {conversation}")
         await outbox.say(event, UNEXPECTED_ERROR)
+
+
+async def _quote(services: Services, event: MessageEvent, chat_key: str) -> Quote | None:
+    """The message ``event`` replies to: as QQ looked it up, else as the bot heard it."""
+    quote = quote_of(event)
+    if quote is not None or event.reply is not None:
+        return quote
+    quoted = replied_to(event)
+    if quoted is None or quoted in services.sent or not isinstance(event, GroupMessageEvent):
+        return None
+    heard = await services.reading.find(chat_key, quoted)
+    return Quote(heard.text, heard.speaker) if heard is not None else None
 
 
 async def _over_limit(services: Services, event: MessageEvent, chat_key: str) -> str | None:

@@ -48,6 +48,7 @@ class Request:
     event: MessageEvent
     services: Services
     argument: str
+    heard_until: int | None = None  # the group's background before the command
 
     @property
     def chat(self) -> str:
@@ -122,20 +123,45 @@ async def _reset(request: Request) -> str:
     everyone = request.argument.lower() == "all"
     if (everyone or not options.personal) and not allowed(Role.ADMIN, request.event):
         return REFUSAL
+    chat = request.services.chat
+    until = request.heard_until
     if everyone:
-        removed = await request.services.chat.reset(request.chat, with_members=True)
+        removed = await chat.reset(request.chat, with_members=True, heard_until=until)
     else:
-        removed = await request.services.chat.reset(await request.conversation())
+        removed = await chat.reset(await request.conversation(), heard_until=until)
     return f"上下文已清空（忘掉了 {removed} 轮对话）。" if removed else "上下文本来就是空的。"
 
 
-@subcommand("status", "/glm status", "查看模型、已记住的轮数和估计的 token 数")
+@subcommand("status", "/glm status", "查看模型、记住的对话、摘要和旁听")
 async def _status(request: Request) -> str:
-    status = await request.services.chat.status(await request.conversation(), request.chat)
-    return (
-        f"模型：{status.model}（{status.call_mode} 模式）\n"
-        f"已记住 {status.turns} 轮对话，最近的上下文约 {status.tokens} tokens"
-    )
+    services = request.services
+    status = await services.chat.status(await request.conversation(), request.chat)
+    lines = [
+        f"模型：{status.model}（{status.call_mode} 模式）",
+        f"已记住 {status.turns} 轮对话，最近的上下文约 {status.tokens} tokens",
+    ]
+    summary = status.summary
+    if summary is not None:
+        lines.append(f"长期记忆：有摘要（{len(summary.text)} 字，概括了更早的 {summary.turns} 轮）")
+    elif services.chat.summarizer is not None:
+        lines.append("长期记忆：还没有摘要（对话超出记忆窗口后会自动写）")
+    else:
+        lines.append("长期记忆：关闭（GLM_SUMMARY=off）")
+    if isinstance(request.event, GroupMessageEvent):
+        lines.append(await _listening_line(request))
+    return "\n".join(lines)
+
+
+async def _listening_line(request: Request) -> str:
+    options = await request.options()
+    reading = request.services.reading
+    if not reading.on:
+        return "旁听：关闭（GLM_BACKGROUND_MESSAGES=0）"
+    if not options.listen:
+        return "旁听：关闭（/glm listen on 开启）"
+    kept = await reading.count(request.chat)
+    chime = f"，插话概率 {options.chime}%" if options.chime else ""
+    return f"旁听：开启，记着最近 {kept} 条群消息{chime}"
 
 
 @subcommand(
@@ -229,6 +255,68 @@ async def _search(request: Request) -> str:
     return "联网搜索已开启，回答会附上来源。" if choice else "联网搜索已关闭。"
 
 
+@subcommand(
+    "listen",
+    "/glm listen on|off",
+    "旁听群聊：提问时带上最近没有@我的群消息",
+    Role.ADMIN,
+    reach=Reach.CHAT_WHEN_SET,
+)
+async def _listen(request: Request) -> str:
+    if not isinstance(request.event, GroupMessageEvent):
+        return GROUP_ONLY_NOTE
+    reading = request.services.reading
+    choice = _on_off(request.argument)
+    if choice is None:
+        state = "开" if (await request.options()).listen else "关"
+        return f"旁听现在是{state}的。用 /glm listen on 或 /glm listen off 切换。"
+    if not reading.on:
+        return "机器人主人把 GLM_BACKGROUND_MESSAGES 设成了 0，旁听在所有群都关闭。"
+    kept = 0 if choice else await reading.count(request.chat)
+    await request.update(listen=choice)
+    if choice:
+        minutes = request.services.config.glm_background_minutes
+        return (
+            f"好的，我会旁听群聊：提问时带上最近 {reading.keep} 条没有@我的消息"
+            f"（只保留 {minutes} 分钟以内的）。"
+        )
+    return f"好的，我不再旁听，记下的 {kept} 条群消息已经删除。"
+
+
+@subcommand(
+    "chime",
+    "/glm chime <0-100>",
+    "没人@我时主动插话的概率（百分比，默认 0）",
+    Role.ADMIN,
+    reach=Reach.CHAT_WHEN_SET,
+)
+async def _chime(request: Request) -> str:
+    if not isinstance(request.event, GroupMessageEvent):
+        return GROUP_ONLY_NOTE
+    gap = request.services.config.glm_chime_gap
+    argument = request.argument.removesuffix("%").strip()
+    if not argument:
+        percent = (await request.options()).chime
+        return f"插话概率现在是 {percent}%。用 /glm chime <0-100> 设置，每 {gap:g} 秒最多一次。"
+    if not argument.isdigit() or int(argument) > 100:
+        return "请给一个 0 到 100 的整数，例如 /glm chime 5。"
+    percent = int(argument)
+    options = await request.update(chime=percent)
+    if percent == 0:
+        return "好的，我不再主动插话。"
+    note = (
+        ""
+        if options.listen
+        else "（注意：旁听关着，我听不到群聊，不会插话；/glm listen on 开启。）"
+    )
+    return (
+        f"好的，没人@我时，每条群消息有 {percent}% 的机会让我插一句，每 {gap:g} 秒最多一次。{note}"
+    )
+
+
+GROUP_ONLY_NOTE = "这个命令只在群里有用。"
+
+
 @subcommand("usage", "/glm usage", "今天和近 7 天用掉的 token")
 async def _usage(request: Request) -> str:
     store = request.services.chat.store
@@ -309,7 +397,9 @@ async def _help(request: Request) -> str:
     return "\n".join(lines)
 
 
-GROUP_ONLY = frozenset({"mode", "on", "off"})  # left out of the help in private chat
+GROUP_ONLY = frozenset(
+    {"mode", "on", "off", "listen", "chime"}
+)  # left out of the help in private chat
 PRIVATE_ONLY = frozenset({"console"})  # left out of the help in a group
 _WHO_CHANGES = {Role.ADMIN: "管理员", Role.SUPERUSER: "机器人主人", Role.ANYONE: ""}
 
@@ -325,7 +415,9 @@ def runs_on_own(name: str, argument: str) -> bool:
     return command.reach is Reach.OWN or not argument
 
 
-async def run_subcommand(event: MessageEvent, name: str, argument: str) -> str:
+async def run_subcommand(
+    event: MessageEvent, name: str, argument: str, heard_until: int | None = None
+) -> str:
     """The reply to ``/glm name argument``: a refusal, the result, or the help."""
     command = SUBCOMMANDS.get(name.lower())
     if command is None:
@@ -334,13 +426,19 @@ async def run_subcommand(event: MessageEvent, name: str, argument: str) -> str:
     if not allowed(role, event):
         return SUPERUSER_REFUSAL if role is Role.SUPERUSER else REFUSAL
     assert command.run is not None
-    return await command.run(Request(event, get_services(), argument))
+    return await command.run(Request(event, get_services(), argument, heard_until))
 
 
-async def run_command(outbox: Outbox, event: MessageEvent, name: str, argument: str) -> None:
+async def run_command(
+    outbox: Outbox,
+    event: MessageEvent,
+    name: str,
+    argument: str,
+    heard_until: int | None = None,
+) -> None:
     """Run ``/glm name argument`` and reply with the result, quoting the command."""
     try:
-        reply = await run_subcommand(event, name, argument)
+        reply = await run_subcommand(event, name, argument, heard_until)
     except Exception as error:
         logger.opt(exception=error).error(f"glm-chat: /glm {name} failed")
         reply = UNEXPECTED_ERROR

@@ -91,19 +91,22 @@ class Outbox:
         """``text`` as a reply to ``event`` (quoting it in groups)."""
         return await self.send(event, reply_to(event, text))
 
-    async def answer(self, event: MessageEvent, text: str, forward_above: int) -> bool:
+    async def answer(
+        self, event: MessageEvent, text: str, forward_above: int, *, quote: bool = True
+    ) -> bool:
         """``text`` as the answer to ``event``: True only when QQ accepted all of it.
 
         Longer than ``forward_above``: one forward message (plus a quoted pointer in groups; the
         answer counts as delivered with the forward even if the pointer is refused), or, if the
-        forward is refused, plain pieces of which every one must go through.
+        forward is refused, plain pieces of which every one must go through. ``quote``: the
+        first piece quotes ``event`` (in groups).
         """
         if len(text) > forward_above and await self._forward(event, text):
-            if isinstance(event, GroupMessageEvent):
+            if quote and isinstance(event, GroupMessageEvent):
                 await self.say(event, FORWARD_POINTER)
             return True
         for index, piece in enumerate(split_text(text)):
-            if not await self.send(event, reply_to(event, piece, quote=index == 0)):
+            if not await self.send(event, reply_to(event, piece, quote=quote and index == 0)):
                 return False
         return True
 

@@ -12,7 +12,9 @@ from nonebot.adapters.onebot.v11 import (
     MessageEvent,
     MessageSegment,
 )
+from nonebot.adapters.onebot.v11.event import Sender
 
+from ..chat.context import Quote
 from ..chat.labels import clean_name
 from ..chat.service import group_key, member_key, private_key
 from ..memory.models import Speaker
@@ -52,7 +54,36 @@ def mentions(message: Message, self_id: str) -> bool:
 
 
 def question_text(message: Message, self_id: str = "") -> str:
-    """What the user asked: the text, with @someone kept as a readable name, @bot dropped."""
+    """What the user asked: the text, with @someone kept as a readable name, @bot dropped
+    (images go to the model as images)."""
+    return _readable(message, self_id, {})
+
+
+# What the model reads for a segment it cannot see, in a message it reads along with or quotes.
+MARKS = {
+    "image": "[图片]",
+    "face": "[表情]",
+    "mface": "[表情]",
+    "record": "[语音]",
+    "video": "[视频]",
+    "file": "[文件]",
+    "forward": "[聊天记录]",
+    "json": "[卡片]",
+    "xml": "[卡片]",
+    "share": "[链接]",
+    "location": "[位置]",
+    "music": "[音乐]",
+    "dice": "[骰子]",
+    "rps": "[猜拳]",
+}
+
+
+def heard_text(message: Message) -> str:
+    """A message as background or a quote: its text, @names, and marks such as [图片]."""
+    return _readable(message, "", MARKS)
+
+
+def _readable(message: Message, self_id: str, marks: dict[str, str]) -> str:
     parts: list[str] = []
     for segment in message:
         if segment.type == "text":
@@ -62,15 +93,34 @@ def question_text(message: Message, self_id: str = "") -> str:
             if qq != self_id:
                 name = "全体成员" if qq == "all" else segment.data.get("name") or qq
                 parts.append(f"@{name}")
+        elif segment.type in marks:
+            parts.append(marks[segment.type])
     return re.sub(r"[ \t]{2,}", " ", "".join(parts)).strip()
 
 
 def speaker_of(event: MessageEvent) -> Speaker:
     """The sender as the model sees them: group card, else nickname, else the QQ id."""
-    sender = event.sender
-    user = str(event.user_id)
+    return _speaker(event.sender, str(event.user_id))
+
+
+def _speaker(sender: Sender, user: str) -> Speaker:
     name = clean_name(getattr(sender, "card", None) or "", "")
     return Speaker(user, name or clean_name(sender.nickname or "", user))
+
+
+def quote_of(event: MessageEvent) -> Quote | None:
+    """The message ``event`` replies to, as QQ looked it up; None for none, for one with no
+    text, and for the bot's own (its answers are in the conversation already)."""
+    reply = event.reply
+    if reply is None:
+        return None
+    text = heard_text(reply.message)
+    user = str(reply.sender.user_id) if reply.sender.user_id is not None else ""
+    if not text or user == str(event.self_id):
+        return None
+    if not isinstance(event, GroupMessageEvent):
+        return Quote(text)
+    return Quote(text, _speaker(reply.sender, user or "?"))
 
 
 def chat_of(event: MessageEvent) -> str:

@@ -3,7 +3,8 @@
 A message takes its place in the queue the moment the adapter parses it: before the adapter
 awaits anything for it (looking up a quoted message with ``get_msg`` takes a round trip, during
 which later messages would overtake it). Our event preprocessor then decides what the message
-asks for: nothing (the place is given up at once, the common case in a busy group), a ``/glm``
+asks for: nothing (the place is given up at once; a group message is kept as background, the
+common case in a busy group, and now and then prompts a remark that takes its place), a ``/glm``
 command or a question. The work itself is handed over by the one matcher, so that another
 plugin that blocks the event with a matcher of higher priority stops the answer too; our event
 postprocessor then gives the place up. A place whose event never gets that far (another
@@ -38,6 +39,7 @@ from .answer import answer
 from .commands import run_command, runs_on_own
 from .delivery import Outbox
 from .events import chat_of, glm_command, is_superuser, mentions, replied_to
+from .listening import overhear
 
 STATE_KEY = "glm_chat.arrival"
 PRIVATE_CLOSED = "这个机器人目前不接受私聊，请在群里@我。"
@@ -103,15 +105,24 @@ async def _decide(bot: Bot, event: MessageEvent, state: T_State) -> None:
             arrival.give(None)
         return
     arrival = arrival or Arrival.of(event, services.queues)
-    work = work_for(bot, event, state, services)
-    if work is None:
-        arrival.give(None)
+    work = await work_for(bot, event, state, services)
+    if work is None or isinstance(work, Aside):
+        arrival.give(work)
     else:
         state[STATE_KEY] = (arrival, work)
 
 
-def work_for(bot: Bot, event: MessageEvent, state: T_State, services: Services) -> Work | None:
-    """What ``event`` asks of the bot, or None when it is not for the bot."""
+@dataclass(frozen=True)
+class Aside(Work):
+    """Work that a message prompts without asking for it (a remark on what the group said):
+    it takes the message's place at once, with no matcher to hand it over."""
+
+
+async def work_for(
+    bot: Bot, event: MessageEvent, state: T_State, services: Services
+) -> Work | None:
+    """What ``event`` asks of the bot (a command, a question), what it prompts (an ``Aside``),
+    or None."""
     config = services.config
     user = str(event.user_id)
     if user == str(event.self_id) or user in config.glm_ignore_users:
@@ -120,29 +131,30 @@ def work_for(bot: Bot, event: MessageEvent, state: T_State, services: Services) 
     if group and config.glm_groups and event.group_id not in config.glm_groups:
         return None
     command = glm_command(event.get_message(), get_driver().config.command_start)
-    if command is None and not _asks(bot, event, state, services):
-        return None
+    if command is None:
+        if _other_command(bot, event, state):
+            return None
+        if isinstance(event, GroupMessageEvent) and not _addressed(event, services):
+            remark = await overhear(bot, event, services)
+            return Aside(remark) if remark is not None else None
     outbox = Outbox(bot, services.sent)
     if not group and not _may_talk_privately(event, config.glm_private, command is not None):
         return _private_closed(outbox, event, services)
+    heard_until = services.reading.next_seq()  # the group's background before this message
     if command is not None:
         name, argument = command
         member = user if group and runs_on_own(name, argument) else None
-        return Work(partial(run_command, outbox, event, name, argument), member)
-    return Work(partial(answer, outbox, event), user if group else None)
+        return Work(partial(run_command, outbox, event, name, argument, heard_until), member)
+    return Work(partial(answer, outbox, event, heard_until), user if group else None)
 
 
-def _asks(bot: Bot, event: MessageEvent, state: T_State, services: Services) -> bool:
-    """A question: a private message; or in a group an @, a NICKNAME, or a reply to one of the
-    bot's messages (known by its id even when the QQ client could not look the quoted one up);
-    and in either, not another plugin's command."""
-    if isinstance(event, GroupMessageEvent) and not event.to_me:
-        quoted = replied_to(event)
-        if not mentions(event.get_message(), str(event.self_id)) and not (
-            quoted is not None and quoted in services.sent
-        ):
-            return False
-    return not _other_command(bot, event, state)
+def _addressed(event: GroupMessageEvent, services: Services) -> bool:
+    """An @, a NICKNAME, or a reply to one of the bot's messages (known by its id even when the
+    QQ client could not look the quoted one up)."""
+    if event.to_me or mentions(event.get_message(), str(event.self_id)):
+        return True
+    quoted = replied_to(event)
+    return quoted is not None and quoted in services.sent
 
 
 def _may_talk_privately(event: MessageEvent, private: str, command: bool) -> bool:

@@ -1,0 +1,135 @@
+"""Reading along: a group's messages that were not addressed to the bot, kept as background.
+
+Hearing a message must cost almost nothing, in CPU and in memory however many groups there
+are: ``hear`` only appends to a short list, and one task writes the list to the database a
+moment later, in one statement per hundred messages. Whoever reads background flushes first,
+so a question always sees every message heard before it. A ``kill -9`` loses at most the
+messages of the last ``FLUSH_DELAY``.
+
+Order comes from ``next_seq``: a strictly increasing number (microseconds since the epoch) that
+a message takes when it is heard, and a question when it arrives; a question carries the
+background whose numbers lie between its conversation's mark and its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+
+from nonebot.log import logger
+
+from ..memory.background import BackgroundLog
+from ..memory.models import Heard
+
+FLUSH_DELAY = 0.2  # seconds between hearing a message and writing it
+FLUSH_ROWS = 500  # written at once when this many are waiting
+PENDING_LIMIT = 20_000  # while the database cannot be written, older messages go first
+SWEEP_EVERY = 60.0  # seconds between two deletions of background that grew too old
+
+
+class ReadingAlong:
+    """The background of every group: ``keep`` messages at most, none older than ``minutes``."""
+
+    def __init__(self, log: BackgroundLog, *, keep: int, minutes: float) -> None:
+        self.log = log
+        self.keep = keep
+        self.max_age = minutes * 60
+        self._last_seq = 0
+        self._pending: list[tuple[str, Heard]] = []
+        self._write_lock = asyncio.Lock()
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def on(self) -> bool:
+        """Whether anything is kept at all (``GLM_BACKGROUND_MESSAGES`` above 0)."""
+        return self.keep > 0
+
+    def next_seq(self) -> int:
+        """A number above every one given before (in this process and, clocks willing, the
+        processes before it)."""
+        self._last_seq = max(self._last_seq + 1, time.time_ns() // 1000)
+        return self._last_seq
+
+    def oldest_at(self) -> float:
+        return time.time() - self.max_age
+
+    def start(self) -> None:
+        """Start writing heard messages, and deleting those that grew too old."""
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(
+                self._write_behind(), name="glm-chat reading along"
+            )
+
+    def hear(self, chat: str, heard: Heard) -> None:
+        """Keep ``heard`` (written shortly)."""
+        if not self.on:
+            return
+        self._pending.append((chat, heard))
+        if len(self._pending) >= FLUSH_ROWS or len(self._pending) == 1:
+            self._wake.set()
+
+    async def flush(self) -> None:
+        """Write every message heard so far (returns once they are in the database)."""
+        async with self._write_lock:
+            rows, self._pending = self._pending, []
+            if not rows:
+                return
+            try:
+                await self.log.add(rows, self.keep)
+            except BaseException:
+                self._pending = (rows + self._pending)[-PENDING_LIMIT:]
+                raise
+
+    async def since(self, chat: str, conversation: str, until: int) -> list[Heard]:
+        """The background ``conversation`` has not carried yet, heard before ``until``."""
+        if not self.on:
+            return []
+        await self.flush()
+        return await self.log.since(
+            chat, conversation, until, keep=self.keep, oldest_at=self.oldest_at()
+        )
+
+    async def find(self, chat: str, message_id: str) -> Heard | None:
+        """A kept message of ``chat`` by its QQ id (for a quote QQ could not look up)."""
+        if not self.on or not message_id:
+            return None
+        await self.flush()
+        found = await self.log.find(chat, message_id)
+        return found if found is not None and found.at >= self.oldest_at() else None
+
+    async def count(self, chat: str) -> int:
+        await self.flush()
+        return await self.log.count(chat, self.oldest_at())
+
+    async def forget(self, chat: str) -> int:
+        """Forget all of ``chat``'s background, waiting and written (see ``BackgroundLog``)."""
+        async with self._write_lock:
+            self._pending = [(c, heard) for c, heard in self._pending if c != chat]
+            return await self.log.forget(chat)
+
+    async def close(self) -> None:
+        """Write what is waiting and stop."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        await self.flush()
+
+    async def _write_behind(self) -> None:
+        swept = 0.0
+        while True:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), SWEEP_EVERY)
+            self._wake.clear()
+            if len(self._pending) < FLUSH_ROWS:
+                await asyncio.sleep(FLUSH_DELAY)
+            try:
+                await self.flush()
+                if time.monotonic() - swept >= SWEEP_EVERY:
+                    swept = time.monotonic()
+                    await self.log.sweep(self.oldest_at())
+            except Exception as error:  # the next flush tries again; nothing is lost yet
+                logger.opt(exception=error).error("glm-chat: cannot keep the background")

@@ -1,0 +1,174 @@
+"""Long memory: the turns that leave a conversation's history window are folded into a running
+summary, by one model call made after the answer went out.
+
+The fold runs as a task of its own, never in the chat's queue, so no answer waits for it; its
+call yields its place to answers (``can_wait``). One conversation has at most one fold running;
+an answer that ends meanwhile asks for another, which runs when the first is done. A fold that
+fails changes nothing: the turns stay in the database and are folded next time. A summary is
+stored only if the conversation was not reset while it was being written.
+
+Folding happens in batches: once more than ``window`` turns are outside the summary, the oldest
+are folded until ``window - batch`` remain, so a summary call comes every ``batch`` answers,
+not after each one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from nonebot.log import logger
+
+from ..glm.client import CallMode, GLMClient
+from ..glm.errors import GLMError
+from ..memory.models import NumberedTurn, Summary, Turn
+from ..memory.store import ContextStore
+from .context import shortened, with_context
+from .prompt import estimate_tokens, labelled
+
+SUMMARY_SHARE = 5  # a summary may take a fifth of the prompt budget
+SUMMARY_SYSTEM = (
+    "你负责给一段与AI助手的聊天记录写摘要，供助手以后回忆。用简洁的中文要点，"
+    "保留：谁（昵称和QQ号）说过什么事实、偏好、约定、计划和没解决的问题，助手答应过的事；"
+    "删掉寒暄和重复。只写记录里有的内容，不要编造，不要评论。直接输出摘要正文。"
+)
+BOT = "助手"
+
+
+@dataclass(frozen=True)
+class FoldPlan:
+    """What one summary call folds in."""
+
+    turns: list[NumberedTurn]
+    previous: Summary | None
+
+
+def summary_chars(context_tokens: int) -> int:
+    """The longest summary the prompt budget allows (characters, counted as CJK tokens)."""
+    return max(100, context_tokens // SUMMARY_SHARE)
+
+
+def fold_messages(previous: str | None, turns: Sequence[Turn], limit: int) -> list[dict[str, Any]]:
+    """The summary request: the summary so far and the turns to fold into it."""
+    lines = []
+    for turn in turns:
+        lines.append(with_context(turn.context, labelled(turn.question, turn.speaker) or "（无）"))
+        lines.append(f"{BOT}: {turn.answer}")
+    ask = (
+        f"【已有摘要】\n{previous or '（还没有）'}\n\n【新的对话】\n"
+        + "\n".join(lines)
+        + f"\n\n请把新的对话并入摘要，输出更新后的完整摘要，不超过 {limit} 字。"
+    )
+    return [{"role": "system", "content": SUMMARY_SYSTEM}, {"role": "user", "content": ask}]
+
+
+class Summarizer:
+    """Folds turns that left the window into each conversation's summary, in the background."""
+
+    def __init__(
+        self,
+        store: ContextStore,
+        client: GLMClient,
+        *,
+        model: str,
+        mode: CallMode,
+        window: int,
+        context_tokens: int,
+    ) -> None:
+        self.store = store
+        self.client = client
+        self.model = model
+        self.mode: CallMode = "sync" if mode == "stream" else mode
+        self.window = window
+        self.batch = max(1, window // 4)
+        self.limit = summary_chars(context_tokens)
+        self.input_budget = context_tokens
+        self._running: dict[str, asyncio.Task[None]] = {}
+        self._again: set[str] = set()
+
+    def fold_later(self, conversation: str, chat: str) -> None:
+        """After an answer: fold what left the window, soon, unless a fold is running (then
+        it looks again when done)."""
+        if self.window <= 0:
+            return
+        if conversation in self._running:
+            self._again.add(conversation)
+            return
+        task = asyncio.get_running_loop().create_task(
+            self._fold_while_needed(conversation, chat), name=f"glm-chat summary {conversation}"
+        )
+        self._running[conversation] = task
+        task.add_done_callback(lambda _: self._running.pop(conversation, None))
+
+    async def close(self) -> None:
+        """Stop every fold in progress (what they would have stored is simply not stored)."""
+        tasks = list(self._running.values())
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks, timeout=5)
+
+    async def _fold_while_needed(self, conversation: str, chat: str) -> None:
+        try:
+            while True:
+                self._again.discard(conversation)
+                plan = await self.plan(conversation)
+                folded = plan is not None and await self._fold(conversation, chat, plan)
+                if not folded and conversation not in self._again:
+                    return
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:
+            logger.opt(exception=error).error(f"glm-chat: summary of {conversation} failed")
+        finally:
+            self._again.discard(conversation)
+
+    async def plan(self, conversation: str) -> FoldPlan | None:
+        """The turns to fold now (oldest first, as many as the request's budget holds), or
+        None while no more than ``window`` turns are outside the summary."""
+        previous = await self.store.summary(conversation)
+        after = previous.upto if previous else 0
+        outside = await self.store.count(conversation, after=after)
+        if outside <= self.window:
+            return None
+        keep = self.window - self.batch
+        turns = await self.store.numbered(conversation, outside - keep, after, oldest=True)
+        budget = self.input_budget - estimate_tokens(previous.text if previous else "")
+        chosen: list[NumberedTurn] = []
+        for numbered in turns:
+            turn = numbered.turn
+            budget -= estimate_tokens(with_context(turn.context, turn.question) + turn.answer)
+            if chosen and budget < 0:
+                break
+            chosen.append(numbered)
+        return FoldPlan(chosen, previous)
+
+    async def _fold(self, conversation: str, chat: str, plan: FoldPlan) -> bool:
+        """One summary call; whether a new summary was stored."""
+        previous = plan.previous
+        messages = fold_messages(
+            previous.text if previous else None, [n.turn for n in plan.turns], self.limit
+        )
+        try:
+            completion = await self.client.complete(
+                messages,
+                model=self.model,
+                mode=self.mode,
+                conversation=conversation,
+                purpose="summary",
+                can_wait=True,
+            )
+        except GLMError as error:
+            logger.warning(f"glm-chat: no summary for {conversation}: {type(error).__name__}")
+            return False
+        await self.store.count_usage(chat, completion.usage)
+        text = shortened(completion.content, self.limit + self.limit // 5)
+        if not text:
+            logger.warning(f"glm-chat: no summary for {conversation}: the model wrote nothing")
+            return False
+        last = plan.turns[-1]
+        folded = (previous.turns if previous else 0) + len(plan.turns)
+        summary = Summary(text, last.seq, last.created_at, folded)
+        return await self.store.save_summary(conversation, summary, previous)
