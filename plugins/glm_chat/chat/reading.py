@@ -7,8 +7,10 @@ so a question always sees every message heard before it. A ``kill -9`` loses at 
 messages of the last ``FLUSH_DELAY``.
 
 Order comes from ``next_seq``: a strictly increasing number (microseconds since the epoch) that
-a message takes when it is heard, and a question when it arrives; a question carries the
-background whose numbers lie between its conversation's mark and its own.
+every message takes as it arrives; a question carries the background whose numbers lie between
+its conversation's mark and its own. A message is numbered before its chat's settings are read
+(``arrive``), and settled once it is kept or not (``hear``, ``pass_over``); readers wait for the
+messages numbered before theirs that are still being settled.
 """
 
 from __future__ import annotations
@@ -40,6 +42,8 @@ class ReadingAlong:
         self._write_lock = asyncio.Lock()
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._unsettled: set[int] = set()
+        self._settled = asyncio.Event()
 
     @property
     def on(self) -> bool:
@@ -62,13 +66,36 @@ class ReadingAlong:
                 self._write_behind(), name="glm-chat reading along"
             )
 
+    def arrive(self) -> int:
+        """Number a message that may become background; settle it with ``hear`` or
+        ``pass_over``."""
+        seq = self.next_seq()
+        self._unsettled.add(seq)
+        return seq
+
     def hear(self, chat: str, heard: Heard) -> None:
         """Keep ``heard`` (written shortly)."""
+        self._settle(heard.seq)
         if not self.on:
             return
         self._pending.append((chat, heard))
         if len(self._pending) >= FLUSH_ROWS or len(self._pending) == 1:
             self._wake.set()
+
+    def pass_over(self, seq: int) -> None:
+        """The message numbered ``seq`` is not kept."""
+        self._settle(seq)
+
+    def _settle(self, seq: int) -> None:
+        if seq in self._unsettled:
+            self._unsettled.discard(seq)
+            self._settled.set()
+
+    async def _settled_before(self, until: int) -> None:
+        """Until every message numbered before ``until`` is kept or passed over."""
+        while self._unsettled and min(self._unsettled) < until:
+            self._settled.clear()
+            await self._settled.wait()
 
     async def flush(self) -> None:
         """Write every message heard so far (returns once they are in the database)."""
@@ -86,6 +113,7 @@ class ReadingAlong:
         """The background ``conversation`` has not carried yet, heard before ``until``."""
         if not self.on:
             return []
+        await self._settled_before(until)
         await self.flush()
         return await self.log.since(
             chat, conversation, until, keep=self.keep, oldest_at=self.oldest_at()

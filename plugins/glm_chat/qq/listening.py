@@ -27,16 +27,18 @@ async def overhear(
     """Keep a plain group message as background (when the group lets the bot read along);
     the remark it prompts, if any."""
     chat = group_key(event.group_id)
-    options = await services.chat.options(chat)
     reading = services.reading
-    if not (options.listen and options.enabled and reading.on):
-        return None
+    seq = reading.arrive()  # in arrival order, before anything is awaited
+    try:
+        options = await services.chat.options(chat)
+    except BaseException:
+        reading.pass_over(seq)
+        raise
     text = heard_text(event.get_message())
-    if not text:
+    if not (options.listen and options.enabled and reading.on and text):
+        reading.pass_over(seq)
         return None
-    seq = reading.next_seq()
-    speaker = speaker_of(event)
-    reading.hear(chat, Heard(seq, speaker, text, str(event.message_id), time.time()))
+    reading.hear(chat, Heard(seq, speaker_of(event), text, str(event.message_id), time.time()))
     if not services.chime.due(chat, options.chime):
         return None
     return partial(remark, Outbox(bot, services.sent), event, seq + 1)
