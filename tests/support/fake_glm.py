@@ -85,7 +85,7 @@ def fold_reply(body: dict[str, Any]) -> str:
     limit = re.search(r"不超过 (\d+) 字", ask)
     assert previous and talk and limit, ask
     lines = [] if previous[1] == "（还没有）" else previous[1].splitlines()
-    lines += [line for line in talk[1].splitlines() if re.match(r"\S.*\(\d+\): ", line)]
+    lines += [line for line in talk[1].splitlines() if re.match(r"(?!助手|【)\S.*?: ", line)]
     while lines and len("\n".join(lines)) > int(limit[1]):
         lines.pop(0)
     return "\n".join(lines)

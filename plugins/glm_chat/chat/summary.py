@@ -25,7 +25,7 @@ from ..glm.client import CallMode, GLMClient
 from ..glm.errors import GLMError
 from ..memory.models import NumberedTurn, Summary, Turn
 from ..memory.store import ContextStore
-from .context import shortened, with_context
+from .context import CHIME_CUE, shortened, with_context
 from .prompt import estimate_tokens, labelled
 
 SUMMARY_SHARE = 5  # a summary may take a fifth of the prompt budget
@@ -35,6 +35,7 @@ SUMMARY_SYSTEM = (
     "删掉寒暄和重复。只写记录里有的内容，不要编造，不要评论。直接输出摘要正文。"
 )
 BOT = "助手"
+USER = "用户"  # the one person of a private conversation
 
 
 @dataclass(frozen=True)
@@ -54,8 +55,13 @@ def fold_messages(previous: str | None, turns: Sequence[Turn], limit: int) -> li
     """The summary request: the summary so far and the turns to fold into it."""
     lines = []
     for turn in turns:
-        lines.append(with_context(turn.context, labelled(turn.question, turn.speaker) or "（无）"))
-        lines.append(f"{BOT}: {turn.answer}")
+        if turn.question == CHIME_CUE:  # a remark: nobody asked
+            lines += [turn.context, f"{BOT}（主动插话）: {turn.answer}"]
+            continue
+        asked = (
+            labelled(turn.question, turn.speaker) if turn.speaker else f"{USER}: {turn.question}"
+        )
+        lines += [with_context(turn.context, asked), f"{BOT}: {turn.answer}"]
     ask = (
         f"【已有摘要】\n{previous or '（还没有）'}\n\n【新的对话】\n"
         + "\n".join(lines)

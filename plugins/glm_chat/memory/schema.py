@@ -165,12 +165,14 @@ async def _add_group_awareness(db: aiosqlite.Connection) -> None:
     await db.execute(
         "CREATE TABLE background_marks (conversation TEXT PRIMARY KEY, upto INTEGER NOT NULL)"
     )
-    # A stored turn moves its conversation's mark in the same statement.
+    # A stored turn moves its conversation's mark in the same statement (``heard`` is the
+    # question's own number: the background before it was carried).
     await db.execute(
         """
         CREATE TRIGGER turns_mark_heard AFTER INSERT ON turns WHEN NEW.heard IS NOT NULL
         BEGIN
-            INSERT INTO background_marks (conversation, upto) VALUES (NEW.conversation, NEW.heard)
+            INSERT INTO background_marks (conversation, upto)
+            VALUES (NEW.conversation, NEW.heard - 1)
             ON CONFLICT (conversation) DO UPDATE SET upto = MAX(upto, excluded.upto);
         END
         """

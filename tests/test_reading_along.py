@@ -1,0 +1,177 @@
+"""Reading along (write-behind, order, forgetting), the remark gate, and the API slots."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from plugins.glm_chat.chat.chime import ChimeGate
+from plugins.glm_chat.chat.reading import FLUSH_DELAY, ReadingAlong
+from plugins.glm_chat.glm.slots import Slots
+from plugins.glm_chat.memory.models import Heard, Speaker
+from plugins.glm_chat.memory.store import ContextStore
+
+ALICE = Speaker("11", "Alice")
+
+
+@pytest.fixture
+async def store(tmp_db: Path) -> AsyncIterator[ContextStore]:
+    store = await ContextStore.open(tmp_db)
+    yield store
+    await store.close()
+
+
+def said(reading: ReadingAlong, chat: str, text: str) -> int:
+    seq = reading.arrive()
+    reading.hear(chat, Heard(seq, ALICE, text, "", time.time()))
+    return seq
+
+
+async def test_what_is_heard_is_written_shortly_and_read_by_the_next_question(store):
+    reading = ReadingAlong(store.background, keep=20, minutes=60)
+    reading.start()
+    try:
+        said(reading, "group:1", "一")
+        said(reading, "group:1", "二")
+        await asyncio.sleep(FLUSH_DELAY * 3)  # written without anyone asking
+        assert await store.background.count("group:1", 0) == 2
+        said(reading, "group:1", "三")  # not written yet: the question flushes first
+        until = reading.next_seq()
+        said(reading, "group:1", "after the question")
+        assert [h.text for h in await reading.since("group:1", "group:1", until)] == [
+            "一",
+            "二",
+            "三",
+        ]
+    finally:
+        await reading.close()
+
+
+async def test_a_question_waits_for_a_message_that_arrived_before_it(store):
+    reading = ReadingAlong(store.background, keep=20, minutes=60)
+    earlier = reading.arrive()  # its chat's settings are still being read
+    until = reading.next_seq()
+    asking = asyncio.create_task(reading.since("group:1", "group:1", until))
+    await asyncio.sleep(0.05)
+    assert not asking.done()
+    reading.hear("group:1", Heard(earlier, ALICE, "先到的", "", time.time()))
+    assert [h.text for h in await asyncio.wait_for(asking, 5)] == ["先到的"]
+    # A message passed over settles too.
+    skipped = reading.arrive()
+    reading.pass_over(skipped)
+    assert await reading.since("group:1", "group:1", reading.next_seq()) == [
+        Heard(earlier, ALICE, "先到的", "", pytest.approx(time.time(), abs=5))
+    ]
+    await reading.close()
+
+
+async def test_forgetting_drops_what_waits_and_what_was_written(store):
+    reading = ReadingAlong(store.background, keep=20, minutes=60)
+    said(reading, "group:1", "written")
+    await reading.flush()
+    said(reading, "group:1", "waiting")
+    said(reading, "group:2", "other group")
+    assert await reading.forget("group:1") == 1
+    await reading.close()  # writes what still waits
+    assert await store.background.count("group:1", 0) == 0
+    assert await store.background.count("group:2", 0) == 1
+
+
+async def test_nothing_is_kept_when_the_operator_keeps_no_background(store):
+    reading = ReadingAlong(store.background, keep=0, minutes=60)
+    said(reading, "group:1", "x")
+    await reading.close()
+    assert not reading.on
+    assert await store.background.count("group:1", 0) == 0
+    assert await reading.since("group:1", "group:1", reading.next_seq()) == []
+
+
+def test_numbers_only_grow():
+    reading = ReadingAlong(None, keep=1, minutes=1)  # type: ignore[arg-type]
+    numbers = [reading.next_seq() for _ in range(1000)]
+    assert numbers == sorted(set(numbers))
+    assert abs(numbers[0] / 1e6 - time.time()) < 60  # microseconds since the epoch
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_remark_comes_with_its_chance_and_at_most_once_per_gap():
+    clock = Clock()
+    always = ChimeGate(60, chance=lambda: 0.999, clock=clock)
+    assert always.due("group:1", 100)
+    assert not always.due("group:1", 100)  # within the gap
+    assert always.due("group:2", 100)  # another group has its own gap
+    clock.now += 60
+    assert always.due("group:1", 100)
+    assert always.remaining("group:1") == 60
+
+    rolls = iter([0.04, 0.06])
+    gate = ChimeGate(0, chance=lambda: next(rolls), clock=clock)
+    assert gate.due("group:1", 5)  # 4 < 5
+    assert not gate.due("group:1", 5)  # 6 >= 5
+    assert not ChimeGate(0, chance=lambda: 0.0).due("group:1", 0)
+
+
+def test_the_gate_forgets_groups_whose_gap_has_passed():
+    clock = Clock()
+    gate = ChimeGate(10, chance=lambda: 0.0, clock=clock)
+    for group in range(300):
+        assert gate.due(f"group:{group}", 1)
+        clock.now += 1
+    assert len(gate._last) <= 256
+
+
+async def test_answers_take_free_slots_before_work_that_can_wait():
+    slots = Slots(2)
+    order: list[str] = []
+    release = asyncio.Event()
+
+    async def call(name: str, can_wait: bool) -> None:
+        async with slots.take(can_wait=can_wait):
+            order.append(name)
+            await release.wait()
+
+    first = asyncio.create_task(call("answer 1", False))
+    await asyncio.sleep(0)
+    summary = asyncio.create_task(call("summary", True))  # one slot is free: kept for answers
+    await asyncio.sleep(0.01)
+    assert order == ["answer 1"]
+    second = asyncio.create_task(call("answer 2", False))
+    await asyncio.sleep(0.01)
+    assert order == ["answer 1", "answer 2"]
+    release.set()
+    await asyncio.wait_for(asyncio.gather(first, second, summary), 5)
+    assert order[-1] == "summary" and slots.busy == 0
+
+
+async def test_a_cancelled_wait_gives_no_slot_away():
+    slots = Slots(1)
+    hold = asyncio.Event()
+
+    async def holder() -> None:
+        async with slots.take():
+            await hold.wait()
+
+    task = asyncio.create_task(holder())
+    await asyncio.sleep(0)
+    waiting = asyncio.create_task(holder())
+    patient = asyncio.create_task(slots.take(can_wait=True).__aenter__())
+    await asyncio.sleep(0.01)
+    waiting.cancel()
+    patient.cancel()
+    hold.set()
+    await asyncio.gather(task, return_exceptions=True)
+    await asyncio.gather(waiting, patient, return_exceptions=True)
+    assert slots.busy == 0
+    async with slots.take(can_wait=True):  # a single slot is for anyone once it is free
+        assert slots.busy == 1
