@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import weakref
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -130,13 +131,16 @@ async def work_for(
     group = isinstance(event, GroupMessageEvent)
     if group and config.glm_groups and event.group_id not in config.glm_groups:
         return None
-    command = glm_command(event.get_message(), get_driver().config.command_start)
+    starts = get_driver().config.command_start
+    command = glm_command(event.get_message(), starts)
     if command is None:
-        if _other_command(bot, event, state):
-            return None
         if isinstance(event, GroupMessageEvent) and not _addressed(event, services):
+            if _looks_like_a_command(event, starts):  # for any bot: not background
+                return None
             remark = await overhear(bot, event, services)
             return Aside(remark) if remark is not None else None
+        if _other_command(bot, event, state):
+            return None
     outbox = Outbox(bot, services.sent)
     if not group and not _may_talk_privately(event, config.glm_private, command is not None):
         return _private_closed(outbox, event, services)
@@ -155,6 +159,15 @@ def _addressed(event: GroupMessageEvent, services: Services) -> bool:
         return True
     quoted = replied_to(event)
     return quoted is not None and quoted in services.sent
+
+
+def _looks_like_a_command(event: MessageEvent, starts: Iterable[str]) -> bool:
+    """Whether the message opens with a command prefix (``/``), whoever's command it is."""
+    message = event.get_message()
+    if not message or message[0].type != "text":
+        return False
+    head = message[0].data.get("text", "").lstrip()
+    return any(start and head.startswith(start) for start in starts)
 
 
 def _may_talk_privately(event: MessageEvent, private: str, command: bool) -> bool:
