@@ -27,6 +27,7 @@ from ..memory.models import Heard
 FLUSH_DELAY = 0.2  # seconds between hearing a message and writing it
 FLUSH_ROWS = 500  # written at once when this many are waiting
 PENDING_LIMIT = 20_000  # while the database cannot be written, older messages go first
+SETTLE_WAIT = 5.0  # seconds a question waits for messages that arrived before it
 SWEEP_EVERY = 60.0  # seconds between two deletions of background that grew too old
 
 
@@ -92,10 +93,17 @@ class ReadingAlong:
             self._settled.set()
 
     async def _settled_before(self, until: int) -> None:
-        """Until every message numbered before ``until`` is kept or passed over."""
+        """Until every message numbered before ``until`` is kept or passed over (at most
+        ``SETTLE_WAIT`` seconds: a message stuck elsewhere must not hold the chat up)."""
+        deadline = time.monotonic() + SETTLE_WAIT
         while self._unsettled and min(self._unsettled) < until:
             self._settled.clear()
-            await self._settled.wait()
+            left = deadline - time.monotonic()
+            if left <= 0:
+                logger.warning("glm-chat: a question went on without a message still arriving")
+                return
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._settled.wait(), left)
 
     async def flush(self) -> None:
         """Write every message heard so far (returns once they are in the database)."""
@@ -144,7 +152,10 @@ class ReadingAlong:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
-        await self.flush()
+        try:
+            await self.flush()
+        except Exception as error:
+            logger.opt(exception=error).error("glm-chat: the last background was not kept")
 
     async def _write_behind(self) -> None:
         swept = 0.0

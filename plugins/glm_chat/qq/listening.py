@@ -29,17 +29,18 @@ async def overhear(
     chat = group_key(event.group_id)
     reading = services.reading
     seq = reading.arrive()  # in arrival order, before anything is awaited
+    heard = None
     try:
         options = await services.chat.options(chat)
-    except BaseException:
-        reading.pass_over(seq)
-        raise
-    text = heard_text(event.get_message())
-    if not (options.listen and options.enabled and reading.on and text):
-        reading.pass_over(seq)
-        return None
-    reading.hear(chat, Heard(seq, speaker_of(event), text, str(event.message_id), time.time()))
-    if not services.chime.due(chat, options.chime):
+        text = heard_text(event.get_message())
+        if options.listen and options.enabled and reading.on and text:
+            heard = Heard(seq, speaker_of(event), text, str(event.message_id), time.time())
+    finally:  # settled whatever happens: later questions wait for it
+        if heard is None:
+            reading.pass_over(seq)
+        else:
+            reading.hear(chat, heard)
+    if heard is None or not services.chime.due(chat, options.chime):
         return None
     return partial(remark, Outbox(bot, services.sent), event, seq + 1)
 
