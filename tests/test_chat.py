@@ -12,12 +12,12 @@ from plugins.glm_chat.chat.prompt import GROUP_NOTE
 from plugins.glm_chat.chat.queue import ChatQueues
 from plugins.glm_chat.chat.service import ChatService, ChatSettings, Question
 from plugins.glm_chat.glm.auth import KeyPool
-from plugins.glm_chat.glm.client import Backoff, GLMClient
+from plugins.glm_chat.glm.client import GLMClient
 from plugins.glm_chat.glm.errors import UpstreamError
 from plugins.glm_chat.memory.models import Speaker
 from plugins.glm_chat.memory.store import ContextStore
 from tests.conftest import API_KEY_ID, API_KEY_SECRET
-from tests.support.answers import ask
+from tests.support.answers import ask, glm_client_for
 from tests.support.fake_glm import FakeGLM, Fault
 
 ALICE = Speaker("1001", "Alice")
@@ -29,13 +29,7 @@ async def _not_personal() -> bool:
 
 @pytest.fixture
 async def service(tmp_db: Path, fake_glm: FakeGLM, glm_base_url: str) -> AsyncIterator[ChatService]:
-    client = GLMClient(
-        KeyPool([f"{API_KEY_ID}.{API_KEY_SECRET}"], "jwt"),
-        base_url=glm_base_url,
-        timeout=5,
-        max_retries=1,
-        backoff=Backoff(base=0.01, cap=0.02),
-    )
+    client = glm_client_for(glm_base_url)
     store = await ContextStore.open(tmp_db)
     yield ChatService(store, client, ChatSettings(system_prompt="你是助手", model="glm-4-flash"))
     await client.aclose()

@@ -21,12 +21,9 @@ from plugins.glm_chat.chat.prompt import (
 from plugins.glm_chat.chat.reading import ReadingAlong
 from plugins.glm_chat.chat.service import ChatService, ChatSettings, Question
 from plugins.glm_chat.chat.summary import Summarizer, summary_chars
-from plugins.glm_chat.glm.auth import KeyPool
-from plugins.glm_chat.glm.client import Backoff, GLMClient
 from plugins.glm_chat.memory.models import Heard, Speaker, Summary, Turn
 from plugins.glm_chat.memory.store import ContextStore
-from tests.conftest import API_KEY_ID, API_KEY_SECRET
-from tests.support.answers import ask
+from tests.support.answers import ask, glm_client_for
 from tests.support.fake_glm import FakeGLM, Fault
 
 ALICE, BOB = Speaker("11", "Alice"), Speaker("12", "Bob")
@@ -50,13 +47,7 @@ def prompt_tokens(messages: list[dict]) -> int:
 
 @pytest.fixture
 async def parts(tmp_db: Path, glm_base_url: str) -> AsyncIterator[tuple]:
-    client = GLMClient(
-        KeyPool([f"{API_KEY_ID}.{API_KEY_SECRET}"], "jwt"),
-        base_url=glm_base_url,
-        timeout=5,
-        max_retries=0,
-        backoff=Backoff(base=0.01, cap=0.02),
-    )
+    client = glm_client_for(glm_base_url, max_retries=0)
     store = await ContextStore.open(tmp_db)
     yield store, client
     await client.aclose()
@@ -119,12 +110,18 @@ async def test_a_failed_summary_changes_nothing_and_the_next_one_folds_it_in(
     assert summary is not None and "事实0" in fake_glm.summaries()[-1].messages[-1]["content"]
 
 
-async def test_one_conversation_has_one_summary_call_at_a_time(parts, fake_glm: FakeGLM):
+async def summary_held(parts, fake_glm: FakeGLM, conversation: str) -> ChatService:
+    """A service whose window of one turn is full, its first summary call held."""
     service = service_of(*parts, window=1)
     fake_glm.push_summary(Fault("hold"))
-    await ask(service, Question("private:2", "一"))
-    await ask(service, Question("private:2", "二"))
+    await ask(service, Question(conversation, "一"))
+    await ask(service, Question(conversation, "二"))
     await fake_glm.wait_holding()
+    return service
+
+
+async def test_one_conversation_has_one_summary_call_at_a_time(parts, fake_glm: FakeGLM):
+    service = await summary_held(parts, fake_glm, "private:2")
     # Answers go on while the summary is held, and ask for another fold, which waits.
     await asyncio.wait_for(ask(service, Question("private:2", "三")), 5)
     await asyncio.wait_for(ask(service, Question("private:2", "四")), 5)
@@ -138,11 +135,7 @@ async def test_one_conversation_has_one_summary_call_at_a_time(parts, fake_glm: 
 
 
 async def test_a_reset_during_a_summary_call_keeps_the_conversation_empty(parts, fake_glm: FakeGLM):
-    service = service_of(*parts, window=1)
-    fake_glm.push_summary(Fault("hold"))
-    await ask(service, Question("private:3", "一"))
-    await ask(service, Question("private:3", "二"))
-    await fake_glm.wait_holding()
+    service = await summary_held(parts, fake_glm, "private:3")
     await service.reset("private:3")
     fake_glm.release()
     await folds_done(service)

@@ -5,11 +5,13 @@ import pytest
 
 from plugins.glm_chat.chat.labels import INDENT
 from plugins.glm_chat.chat.prompt import build_prompt, estimate_tokens, history_tokens
+from plugins.glm_chat.memory.models import Speaker, Turn
 
 
 def build_messages(*args, **kwargs):
+    """The request's messages alone."""
     return build_prompt(*args, **kwargs).messages
-from plugins.glm_chat.memory.models import Speaker, Turn
+
 
 ALICE = Speaker("1001", "Alice")
 BOB = Speaker("1002", "Bob")
