@@ -11,6 +11,7 @@ from types import SimpleNamespace
 import pytest
 from pydantic import ValidationError
 
+from plugins.glm_chat.chat.context import BACKGROUND_HEADER, CHIME_CUE, QUOTE_MARK
 from plugins.glm_chat.chat.service import PERSONA_LIMIT
 from plugins.glm_chat.console import access, api
 from plugins.glm_chat.console.access import (
@@ -24,7 +25,10 @@ from plugins.glm_chat.console.access import (
     token_path,
 )
 from plugins.glm_chat.console.charts import nice_ceiling, short_number, stacked_bars
+from plugins.glm_chat.console.reads import _turn, context_parts, context_title, is_remark
+from plugins.glm_chat.console.web import duration, templates
 from plugins.glm_chat.console.writes import ChangeRefused, SettingsPatch, known_chat, option_changes
+from plugins.glm_chat.memory.models import Speaker, StoredTurn, Summary, Turn
 from plugins.glm_chat.startup import load_config
 
 TOKEN = "the-console-token-0123456789"
@@ -330,6 +334,35 @@ def test_an_unknown_setting_is_refused():
         SettingsPatch.model_validate({"mode": "everyone"})
 
 
+def test_listening_and_chime_are_set_for_groups():
+    patch = SettingsPatch.model_validate({"listen": False, "chime": 0})
+    assert option_changes("group:1", patch) == {"listen": False, "chime": 0}
+    patch = SettingsPatch.model_validate({"listen": True, "chime": 100})
+    assert option_changes("group:1", patch) == {"listen": True, "chime": 100}
+    assert option_changes("group:1", SettingsPatch(listen=None, chime=None)) == {}
+
+
+@pytest.mark.parametrize("chime", [-1, 101, 5.5, 5.0, "5", "", True, False, [5], {"v": 5}])
+def test_a_chime_that_is_not_a_whole_percent_is_refused(chime):
+    with pytest.raises(ChangeRefused) as refused:
+        option_changes("group:1", SettingsPatch.model_validate({"chime": chime}))
+    assert str(refused.value) == "插话概率要是 0 到 100 的整数（百分比），例如 5。"
+
+
+@pytest.mark.parametrize("listen", ["yes", "true", 1, 0, "on"])
+def test_listen_takes_only_true_or_false(listen):
+    with pytest.raises(ChangeRefused, match="旁听只能是"):
+        option_changes("group:1", SettingsPatch.model_validate({"listen": listen}))
+
+
+@pytest.mark.parametrize("body", [{"listen": True}, {"listen": False}, {"chime": 0}])
+@pytest.mark.parametrize("chat", ["private:2", "console:playground"])
+def test_listening_and_chime_are_only_for_groups(chat, body):
+    with pytest.raises(ChangeRefused) as refused:
+        option_changes(chat, SettingsPatch.model_validate(body))
+    assert CHINESE_SENTENCE.search(str(refused.value)) and "群聊" in str(refused.value)
+
+
 @pytest.mark.parametrize(
     ("chat", "known"),
     [
@@ -398,3 +431,157 @@ def test_a_console_token_of_16_characters_or_none_is_accepted(monkeypatch, log_l
     monkeypatch.setenv("GLM_CONSOLE", "off")
     assert load_config().glm_console == "off"
     assert log_lines == []
+
+
+# --- what went with a question, remarks, the summary -----------------------------------------
+
+HEARD = f"{BACKGROUND_HEADER}\n张三(11): 今晚吃什么\n  第二行\n李四(12): 火锅"
+
+
+@pytest.mark.parametrize(
+    ("context", "parts", "title"),
+    [
+        (HEARD, (2, False), "提问时带着的群消息（2 条）"),
+        (f"{HEARD}\n{QUOTE_MARK}李四(12): 火锅", (2, True), "提问时带着的群消息（2 条）和引用"),
+        (f"{QUOTE_MARK}李四(12): 火锅", (0, True), "提问时引用的消息"),
+        (f"{QUOTE_MARK}\n  我自己说过的话\n  第二行", (0, True), "提问时引用的消息"),
+    ],
+)
+def test_a_turns_context_is_titled_by_what_it_carried(context, parts, title):
+    assert context_parts(context) == parts
+    assert context_title(context) == title
+
+
+def test_a_remarks_context_is_what_the_bot_saw():
+    assert context_title(HEARD, remark=True) == "插话时看到的群消息（2 条）"
+
+
+def test_a_remark_is_a_turn_nobody_asked():
+    assert is_remark(Turn(CHIME_CUE, "我也想吃火锅"))
+    assert not is_remark(Turn(CHIME_CUE, "回答", Speaker("11", "张三")))  # a member typed it
+    assert not is_remark(Turn("今晚吃什么", "火锅"))
+    typed = StoredTurn("private:2", Turn(CHIME_CUE, "嗯？"), "glm-4", 1, 1, 1.0)
+    assert not _turn(typed, "private:2")["remark"]
+    made = StoredTurn("group:1", Turn(CHIME_CUE, "我也想吃"), "glm-4", 1, 1, 1.0)
+    assert _turn(made, "group:1")["remark"]
+
+
+def test_turns_up_to_the_summarys_last_are_marked_as_folded_in():
+    summary = Summary("张三爱吃火锅", upto=2, upto_at=200.0, turns=2, updated_at=300.0)
+
+    def shown(conversation: str, at: float) -> bool:
+        stored = StoredTurn(conversation, Turn("问", "答"), "glm-4", 1, 1, at)
+        return _turn(stored, "group:1", summary)["in_summary"]
+
+    assert [shown("group:1", at) for at in (100.0, 200.0, 201.0)] == [True, True, False]
+    assert not shown("group:1:42", 100.0)  # a member's own conversation has its own summary
+    assert not _turn(StoredTurn("group:1", Turn("问", "答"), "m", 1, 1, 1.0), "group:1")[
+        "in_summary"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [
+        (300, "5 分钟"),
+        (3600, "1 小时"),
+        (5400, "90 分钟"),
+        (45, "45 秒"),
+        (0, "0 秒"),
+        (7.5, "7.5 秒"),
+    ],
+)
+def test_durations_read_naturally(seconds, text):
+    assert duration(seconds) == text
+
+
+def chat_page(**changes):
+    """The one-chat page rendered from data shaped as ``reads.chat`` returns it."""
+    settings = {
+        "persona": None,
+        "model": None,
+        "mode": "shared",
+        "enabled": True,
+        "search": False,
+        "listen": True,
+        "chime": 0,
+        "default_persona": "默认人设",
+        "default_model": "glm-4-flash",
+        "group": True,
+    }
+    data = {
+        "chat": "group:1",
+        "kind": "群聊",
+        "settings": settings | changes.pop("settings", {}),
+        "summary": None,
+        "listening": {"kept": 3, "limit": 20, "minutes": 60, "chime_gap": 300},
+        "turns_kept": 0,
+        "tokens_today": 0,
+        "tokens_week": 0,
+        "turns": [],
+    } | changes
+    return templates.get_template("chat.html").render(
+        data=data, nav="chats", notice="", error="", prefix="/glm"
+    )
+
+
+def turn(**changes):
+    return {
+        "conversation": "group:1",
+        "speaker": {"id": "11", "name": "张三"},
+        "question": "今晚吃什么？",
+        "answer": "火锅！",
+        "context": "",
+        "remark": False,
+        "in_summary": False,
+        "model": "glm-4-flash",
+        "prompt_tokens": 10,
+        "completion_tokens": 5,
+        "at": 1_700_000_000.0,
+    } | changes
+
+
+def test_the_page_shows_the_summary_a_folded_context_and_a_remark_all_escaped():
+    evil = "<img src=x onerror=alert(1)>"
+    page = chat_page(
+        summary={"text": f"张三说{evil}", "turns": 12, "updated_at": 1_700_000_000.0},
+        turns=[
+            turn(
+                remark=True,
+                speaker=None,
+                question=CHIME_CUE,
+                context=f"{BACKGROUND_HEADER}\n{evil}(11): <b>hi</b>",
+            ),
+            turn(
+                context=f"{BACKGROUND_HEADER}\n李四(12): </pre><script>alert(2)</script>",
+                in_summary=True,
+            ),
+        ],
+    )
+    assert "概括了更早的 12 轮，更新于 " in page and "张三说&lt;img src=x" in page
+    assert page.count('<details class="context">') == 2
+    assert "插话时看到的群消息（1 条）" in page and "提问时带着的群消息（1 条）" in page
+    assert "&lt;/pre&gt;&lt;script&gt;alert(2)&lt;/script&gt;" in page
+    assert "&lt;b&gt;hi&lt;/b&gt;" in page
+    assert "<img" not in page and "<script>alert" not in page and "<b>" not in page
+    assert "主动插话" in page and CHIME_CUE not in page  # the cue is never shown as a question
+    assert "以下对话已概括进摘要" in page
+
+
+def test_the_settings_form_has_listening_and_chime_for_groups_only():
+    page = chat_page(settings={"chime": 5})
+    assert 'id="listen" name="listen" checked' in page and "旁听群聊" in page
+    assert 'type="number" id="chime" name="chime" min="0" max="100"' in page
+    assert 'value="5"' in page and "现在记着 <strong>3</strong> 条" in page
+    assert "每 5 分钟最多一次" in page and "1 小时内" in page
+    private = chat_page(chat="private:2", settings={"group": False}, listening=None)
+    assert 'name="listen"' not in private and 'name="chime"' not in private
+
+
+def test_with_background_off_for_the_bot_the_box_is_disabled_and_says_why():
+    page = chat_page(
+        settings={"chime": 5}, listening={"kept": 0, "limit": 0, "minutes": 60, "chime_gap": 300}
+    )
+    assert 'id="listen" name="listen" disabled' in page
+    assert "GLM_BACKGROUND_MESSAGES</code> 设成了 0" in page
+    assert "旁听关着，机器人听不到群聊，不会插话。" in page

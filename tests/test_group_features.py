@@ -47,8 +47,9 @@ async def talk(group: int, text: str, turns: int) -> None:
 
 
 async def test_persona_is_shown_set_by_admins_and_kept_however_long_the_talk(
-    app: App, fake_glm, group
+    app: App, fake_glm, group, monkeypatch
 ):
+    monkeypatch.setattr(get_services().chat, "summarizer", None)  # the window alone trims
     show = command("/glm persona", group)
     await receive(app, show, quoted(show, f"当前人设（默认）：{DEFAULT_SYSTEM_PROMPT}"))
     refused = command("/glm persona 你是一只猫", group)
@@ -59,15 +60,14 @@ async def test_persona_is_shown_set_by_admins_and_kept_however_long_the_talk(
     await talk(group, "第几句", 50)
     await mention(app, group, "还记得你是谁吗", "回声#42：小明(42): 还记得你是谁吗")
     sent = fake_glm.completions()[-1].body["messages"]
-    # GLM_HISTORY_TURNS trimmed the talk (the rest went into the summary), not the persona
-    assert sent[0]["content"].startswith("你是一只猫，句尾加喵。" + GROUP_NOTE)
-    assert len(sent) <= 1 + 2 * 20 + 1
+    assert sent[0] == {"role": "system", "content": "你是一只猫，句尾加喵。" + GROUP_NOTE}
+    assert len(sent) == 1 + 2 * 20 + 1  # GLM_HISTORY_TURNS trimmed the talk, not the persona
 
     clear = command("/glm persona clear", group, role="owner")
     await receive(app, clear, quoted(clear, "人设已恢复默认。"))
     await mention(app, group, "现在呢", "回声#42：小明(42): 现在呢")
-    assert fake_glm.completions()[-1].body["messages"][0]["content"].startswith(
-        DEFAULT_SYSTEM_PROMPT + GROUP_NOTE + "\n\n【更早的对话摘要】"
+    assert fake_glm.completions()[-1].body["messages"][0]["content"] == (
+        DEFAULT_SYSTEM_PROMPT + GROUP_NOTE
     )
 
 

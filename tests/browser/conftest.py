@@ -57,10 +57,10 @@ class Console:
 
 @asynccontextmanager
 async def running_console(
-    glm_base_url: str, directory: Path, token: str | None
+    glm_base_url: str, directory: Path, token: str | None, **extra: str
 ) -> AsyncIterator[Console]:
     """``python bot.py`` with its console on; ``token=None`` leaves GLM_CONSOLE_TOKEN unset, so
-    the bot generates one and logs the link that logs in."""
+    the bot generates one and logs the link that logs in. ``extra``: more settings."""
     env = {
         "GLM_API_KEY": f"{KEY_ID}.{KEY_SECRET}",
         "GLM_BASE_URL": glm_base_url,
@@ -68,6 +68,7 @@ async def running_console(
         "ONEBOT_ACCESS_TOKEN": ACCESS_TOKEN,
         "LOG_LEVEL": "INFO",
         **({"GLM_CONSOLE_TOKEN": token} if token else {}),
+        **extra,
     }
     bot = RunningBot(env, directory / "bot.log", self_id=SELF_ID, token=ACCESS_TOKEN)
     async with bot as qq:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sqlite3
 import stat
 import time
 from collections.abc import AsyncIterator
@@ -21,11 +22,12 @@ from pathlib import Path
 import httpx
 import pytest
 
+from plugins.glm_chat.chat.context import BACKGROUND_HEADER
 from tests.e2e.conftest import ACCESS_TOKEN, KEY_ID, KEY_SECRET, SELF_ID, SUPERUSER
 from tests.e2e.test_startup import refused, told
 from tests.support.bot_process import RunningBot
 from tests.support.fake_glm import FakeGLM, Fault
-from tests.support.onebot_client import OneBotClient, Sent
+from tests.support.onebot_client import OneBotClient, Sent, text
 
 EVIL = {"Origin": "http://evil.example"}
 OWN_TOKEN = "operator-chosen-console-token"
@@ -636,6 +638,206 @@ async def test_a_settings_change_during_an_answer_applies_to_the_next_question(c
     assert "海盗" not in held.messages[0]["content"]
     assert after.messages[0]["content"].startswith("海盗")
     assert after.messages[-3]["content"].endswith("慢问题")  # the held turn, then the new one
+
+
+# --- group awareness: reading along, remarks, the summary -----------------------------------
+
+
+async def chatter(console: Console, group: int, user: int, line: str, nickname: str) -> None:
+    """A group message not addressed to the bot: background, while the group is read along."""
+    assert console.qq is not None
+    await console.qq.group_message(group, user, [text(line)], nickname=nickname)
+
+
+async def kept_until(script: httpx.AsyncClient, chat: str, count: int) -> dict:
+    """The chat once it keeps ``count`` messages of background (they are written shortly)."""
+    deadline = time.monotonic() + 10
+    while True:
+        detail = await chat_of(script, chat)
+        if detail["listening"]["kept"] == count:
+            return detail
+        assert time.monotonic() < deadline, f"{chat} keeps {detail['listening']}, not {count}"
+        await asyncio.sleep(0.05)
+
+
+async def command(console: Console, group: int, line: str) -> str:
+    """``line`` sent by a superuser in ``group``; the bot's reply."""
+    assert console.qq is not None
+    sent = await console.qq.group_message(group, SUPERUSER, [text(line)])
+    return (await console.qq.reply_to(sent)).text
+
+
+def background_rows(console: Console, chat: str) -> int:
+    """The chat's background rows in the database file itself (read-only, beside the bot)."""
+    path = console.folder / "data" / "glm_chat.db"
+    with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
+        return db.execute("SELECT COUNT(*) FROM background WHERE chat = ?", (chat,)).fetchone()[0]
+
+
+async def test_listening_and_chime_are_set_through_the_api_and_the_bot_uses_them(console):
+    async with console.script() as script:
+        before = (await chat_of(script, "group:101"))["settings"]
+        changed = await script.patch(
+            "/glm/api/chats/group:101", json={"listen": False, "chime": 30}
+        )
+        detail = await chat_of(script, "group:101")
+        listed = (await script.get("/glm/api/chats", params={"q": "group:101"})).json()
+    entry = next(chat for chat in listed["chats"] if chat["chat"] == "group:101")
+    assert (before["listen"], before["chime"]) == (True, 0)  # the defaults
+    assert changed.status_code == 200, changed.text
+    assert (changed.json()["listen"], changed.json()["chime"]) == (False, 30)
+    assert (detail["settings"]["listen"], detail["settings"]["chime"]) == (False, 30)
+    assert (entry["settings"]["listen"], entry["settings"]["chime"]) == (False, 30)
+    assert detail["listening"] == {"kept": 0, "limit": 20, "minutes": 60, "chime_gap": 300}
+    assert "旁听：关闭" in await command(console, 101, "/glm status")
+    assert "插话概率现在是 30%" in await command(console, 101, "/glm chime")
+    async with console.browser() as browser:
+        chats = (await browser.get("/glm/chats", params={"q": "group:101"})).text
+    assert "不旁听" in chats and "插话 30%" in chats
+
+
+async def test_a_bad_listen_or_chime_is_refused_in_chinese_and_changes_nothing(console):
+    bad = [
+        {"chime": 101},
+        {"chime": -1},
+        {"chime": 5.5},
+        {"chime": "5"},
+        {"chime": True},
+        {"chime": [5]},
+        {"listen": "yes"},
+        {"listen": 0},
+        {"chime": 50, "listen": "off"},  # one bad value: the good one is not saved either
+    ]
+    async with console.script() as script:
+        answers = [await script.patch("/glm/api/chats/group:102", json=body) for body in bad]
+        elsewhere = [
+            await script.patch(f"/glm/api/chats/{chat}", json=body)
+            for chat in ("private:102", "console:playground")
+            for body in ({"listen": False}, {"chime": 5})
+        ]
+        detail = await chat_of(script, "group:102")
+        private = await chat_of(script, "private:102")
+    assert [answer.status_code for answer in answers + elsewhere] == [422] * 13
+    details = [answer.json()["detail"] for answer in answers]
+    assert details[:6] == ["插话概率要是 0 到 100 的整数（百分比），例如 5。"] * 6
+    assert details[6:] == ["旁听只能是 true（开启）或 false（关闭）。"] * 3
+    assert [answer.json()["detail"] for answer in elsewhere] == [
+        "只有群聊可以开关旁听。",
+        "只有群聊可以设置插话概率。",
+    ] * 2
+    assert (detail["settings"]["listen"], detail["settings"]["chime"]) == (True, 0)
+    assert private["listening"] is None and private["settings"]["group"] is False
+
+
+async def test_the_settings_form_sets_listening_and_chime_and_refuses_a_bad_percent(console):
+    async with console.browser() as browser:
+        own = {"Origin": console.base}
+        form = {"enabled": "on", "mode": "shared", "persona": "", "model": ""}
+        saved = await browser.post(
+            "/glm/chats/group:106/settings", data={**form, "chime": "15"}, headers=own
+        )
+        after_save = (await chat_of(browser, "group:106"))["settings"]
+        refused = await browser.post(
+            "/glm/chats/group:106/settings",
+            data={**form, "listen": "on", "chime": "十五"},
+            headers=own,
+        )
+        page = (await browser.get("/glm/chats/group:106")).text
+    assert saved.status_code == 303, saved.text
+    assert (after_save["listen"], after_save["chime"]) == (False, 15)  # the box was unchecked
+    assert refused.status_code == 422
+    assert "插话概率要是 0 到 100 的整数" in refused.text
+    assert 'id="listen" name="listen" aria-describedby' in page  # still unchecked
+    assert 'value="15"' in page and "旁听关着，机器人听不到群聊，不会插话。" in page
+
+
+async def test_turning_listening_off_in_the_console_forgets_what_the_group_said(console, fake):
+    await chatter(console, 103, 301, "今晚吃火锅吧", "Carol")
+    await chatter(console, 103, 302, "我带毛肚", "Dave")
+    async with console.script() as script:
+        kept = await kept_until(script, "group:103", 2)
+        status_on = await command(console, 103, "/glm status")
+        rows_before = background_rows(console, "group:103")
+        off = await script.patch("/glm/api/chats/group:103", json={"listen": False})
+        status_off = await command(console, 103, "/glm status")
+        rows_after = background_rows(console, "group:103")
+        on = await script.patch("/glm/api/chats/group:103", json={"listen": True})
+        detail = await chat_of(script, "group:103")
+    await console.ask(103, "刚才大家说了什么？")
+    asked = fake.completions()[-1].messages[-1]["content"]
+    assert kept["settings"]["listen"] is True
+    assert "旁听：开启，记着最近 2 条群消息" in status_on and rows_before == 2
+    assert off.status_code == on.status_code == 200
+    assert "旁听：关闭" in status_off and rows_after == 0
+    assert detail["listening"]["kept"] == 0
+    assert BACKGROUND_HEADER not in asked and "火锅" not in asked  # forgotten, not just hidden
+
+
+async def test_listening_turned_off_during_an_answer_goes_after_it_and_forgets_its_context(
+    console, fake
+):
+    await chatter(console, 104, 301, "明天十点开会", "Carol")
+    async with console.script() as script:
+        await kept_until(script, "group:104", 1)
+        answer, off, _ = await answered_while_held(
+            console, fake, 104, script.patch("/glm/api/chats/group:104", json={"listen": False})
+        )
+        detail = await chat_of(script, "group:104")
+    held = fake.completions()[-1].messages[-1]["content"]
+    assert held.startswith(BACKGROUND_HEADER) and "Carol(301): 明天十点开会" in held
+    assert off.status_code == 200 and off.json()["listen"] is False
+    # The answer was stored first, then listening went off: what the group said is deleted,
+    # the copy its turn carried as context included.
+    (turn,) = detail["turns"]
+    assert (turn["question"], turn["answer"], turn["context"]) == ("慢问题", answer.text, "")
+    assert detail["listening"]["kept"] == 0
+
+
+async def test_background_made_of_markup_shows_as_text_in_a_folded_context(console, fake):
+    nickname, line = "<img src=x onerror=alert(5)>", "<script>alert(6)</script>今晚开会"
+    await chatter(console, 105, 303, line, nickname)
+    async with console.script() as script:
+        await kept_until(script, "group:105", 1)
+    await console.ask(105, "刚才说了什么？")
+    async with console.script() as script:
+        (turn,) = (await chat_of(script, "group:105"))["turns"]
+    async with console.browser() as browser:
+        page = (await browser.get("/glm/chats/group:105")).text
+    assert turn["context"].startswith(BACKGROUND_HEADER) and line in turn["context"]
+    assert '<details class="context">' in page and "提问时带着的群消息（1 条）" in page
+    assert "&lt;script&gt;alert(6)&lt;/script&gt;今晚开会" in page
+    assert "&lt;img src=x onerror=alert" in page
+    assert "<script>alert" not in page and "<img src=x" not in page
+
+
+async def test_a_long_conversation_shows_its_summary_and_the_turns_it_covers(glm, fake, tmp_path):
+    env = settings(glm[1], tmp_path, GLM_HISTORY_TURNS="2", GLM_CONSOLE_TOKEN=OWN_TOKEN)
+    bot = running(env, tmp_path / "bot.log")
+    async with (
+        bot as qq,
+        httpx.AsyncClient(base_url=base_of(bot), headers=bearer(OWN_TOKEN)) as script,
+    ):
+        for number, (user, name) in enumerate([(111, "Alice"), (222, "Bob"), (111, "Alice")]):
+            asked = await qq.mention(7, user, f"第{number + 1}问", nickname=name)
+            await qq.reply_to(asked)
+            if number == 1:
+                before = await chat_of(script, "group:7")
+        deadline = time.monotonic() + 10
+        while (detail := await chat_of(script, "group:7"))["summary"] is None:
+            assert time.monotonic() < deadline, "no summary after three turns with a window of 2"
+            await asyncio.sleep(0.05)
+        async with httpx.AsyncClient(base_url=base_of(bot)) as browser:
+            await browser.get("/glm/login", params={"token": OWN_TOKEN})
+            page = (await browser.get("/glm/chats/group:7")).text
+    assert before["summary"] is None  # two turns fit the window: nothing to fold yet
+    summary = detail["summary"]
+    assert set(summary) == {"text", "turns", "updated_at"}
+    assert summary["turns"] == 2  # the oldest two left the window of 2 (in a batch)
+    assert "Alice(111): 第1问" in summary["text"] and "Bob(222): 第2问" in summary["text"]
+    assert "第3问" not in summary["text"]
+    assert time.time() - 60 < summary["updated_at"] <= time.time()
+    assert [turn["in_summary"] for turn in detail["turns"]] == [False, True, True]
+    assert "摘要" in page and "概括了更早的 2 轮" in page and "以下对话已概括进摘要" in page
 
 
 # --- other settings, secrets, a restart ---------------------------------------------------

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import csv
 import io
+import re
 from datetime import datetime
 from typing import Annotated
 from urllib.parse import parse_qs
@@ -152,7 +153,8 @@ async def chats_page(q: str = "", p: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 
     search = q.strip()
     data = await reads.chats(services(), search=search, offset=(p - 1) * PAGE_SIZE, limit=PAGE_SIZE)
     pages = max(1, -(-data["total"] // PAGE_SIZE))
-    return page("chats.html", nav="chats", data=data, q=search, p=p, pages=pages)
+    hearing = services().reading.on  # False: GLM_BACKGROUND_MESSAGES=0, no group is heard
+    return page("chats.html", nav="chats", data=data, q=search, p=p, pages=pages, hearing=hearing)
 
 
 async def _chat_page(chat: str, *, notice: str = "", error: str = "", status: int = 200):
@@ -186,6 +188,15 @@ async def save_settings(chat: str, request: Request) -> Response:
     }
     if field("mode") in ("shared", "personal"):
         edited["mode"] = field("mode")
+    if chat.startswith("group:"):
+        # Only a change: turning listening off deletes what was kept, so it is never re-sent.
+        # (The box is disabled, and so absent, while GLM_BACKGROUND_MESSAGES=0.)
+        listen = field("listen") == "on"
+        if services().reading.on and listen != current.listen:
+            edited["listen"] = listen
+        if "chime" in form:
+            chime = field("chime").strip()  # anything but a few digits is refused as it is
+            edited["chime"] = int(chime) if re.fullmatch(r"[0-9]{1,6}", chime) else chime
     patch = SettingsPatch(
         enabled=field("enabled") == "on", search=field("search") == "on", **edited
     )

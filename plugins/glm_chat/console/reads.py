@@ -12,10 +12,11 @@ from typing import Any
 
 import nonebot
 
+from ..chat.context import BACKGROUND_HEADER, CHIME_CUE, QUOTE_MARK
 from ..chat.service import week_start
 from ..chat.stats import WindowSummary
 from ..glm.client import CallRecord
-from ..memory.models import ChatListing, ChatOptions, DayUsage, StoredTurn
+from ..memory.models import ChatListing, ChatOptions, DayUsage, StoredTurn, Summary, Turn
 from ..runtime import Services, call_line
 
 CHART_CHATS = 6  # chats drawn by name in the usage chart; the rest are summed as 其他
@@ -99,6 +100,8 @@ def settings_of(services: Services, chat: str, options: ChatOptions) -> dict[str
         "mode": "personal" if options.personal else "shared",
         "enabled": options.enabled,
         "search": options.web_search,
+        "listen": options.listen,
+        "chime": options.chime,
         "default_persona": defaults.system_prompt,
         "default_model": defaults.model,
         "group": chat.startswith("group:"),
@@ -132,13 +135,60 @@ async def chats(services: Services, *, search: str = "", offset: int = 0, limit:
     }
 
 
-def _turn(stored: StoredTurn) -> dict[str, Any]:
-    speaker = stored.turn.speaker
+def is_remark(turn: Turn) -> bool:
+    """Whether a stored turn is an unprompted remark (nobody asked: its question is the cue)."""
+    return turn.speaker is None and turn.question == CHIME_CUE
+
+
+def context_parts(context: str) -> tuple[int, bool]:
+    """What went with a question: how many background messages, and whether a quote. Only the
+    bot writes at column 0 (section markers and labels); members' continuation lines are
+    indented, so each column-0 line under the background's header is one message."""
+    heard, quoted, in_background = 0, False, False
+    for line in context.splitlines():
+        if not line or line[0].isspace():
+            continue
+        if line == BACKGROUND_HEADER:
+            in_background = True
+        elif line.startswith(QUOTE_MARK):
+            quoted, in_background = True, False
+        elif in_background:
+            heard += 1
+    return heard, quoted
+
+
+def context_title(context: str, remark: bool = False) -> str:
+    """The line that stands for a turn's context while it is folded away."""
+    heard, quoted = context_parts(context)
+    messages = f"群消息（{heard} 条）" if heard else ""
+    if remark:
+        return f"插话时看到的{messages or '群消息'}"
+    if messages and quoted:
+        return f"提问时带着的{messages}和引用"
+    return f"提问时带着的{messages}" if messages else "提问时引用的消息"
+
+
+def _summary(summary: Summary | None) -> dict[str, Any] | None:
+    if summary is None:
+        return None
+    return {"text": summary.text, "turns": summary.turns, "updated_at": summary.updated_at or None}
+
+
+def _turn(stored: StoredTurn, chat: str = "", summary: Summary | None = None) -> dict[str, Any]:
+    turn = stored.turn
+    speaker = turn.speaker
     return {
         "conversation": stored.conversation,
         "speaker": {"id": speaker.user_id, "name": speaker.name} if speaker else None,
-        "question": stored.turn.question,
-        "answer": stored.turn.answer,
+        "question": turn.question,
+        "answer": turn.answer,
+        "context": turn.context,  # as the model read it: background, quote ("" when none)
+        # Remarks are made in groups only: the cue typed in a private chat is just a question.
+        "remark": stored.conversation.startswith("group:") and is_remark(turn),
+        # Folded into the chat's summary (the turn is still kept, and shown).
+        "in_summary": summary is not None
+        and stored.conversation == chat
+        and stored.created_at <= summary.upto_at,
         "model": stored.model,
         "prompt_tokens": stored.prompt_tokens,
         "completion_tokens": stored.completion_tokens,
@@ -146,20 +196,36 @@ def _turn(stored: StoredTurn) -> dict[str, Any]:
     }
 
 
+async def _listening(services: Services, chat_key: str) -> dict[str, Any] | None:
+    """A group's reading along: how many messages are kept now, and the bot-wide limits."""
+    if not chat_key.startswith("group:"):
+        return None
+    reading, config = services.reading, services.config
+    return {
+        "kept": await reading.count(chat_key) if reading.on else 0,
+        "limit": reading.keep,  # 0: GLM_BACKGROUND_MESSAGES=0, no group is read along
+        "minutes": config.glm_background_minutes,
+        "chime_gap": config.glm_chime_gap,
+    }
+
+
 async def chat(services: Services, chat_key: str, limit: int = TURNS_SHOWN) -> dict[str, Any]:
-    """One chat: its settings, its summary (none yet), its latest turns (newest first)."""
+    """One chat: its settings, its summary (None while it has none, or with GLM_SUMMARY=off),
+    what it keeps of the group's talk, its latest turns (newest first)."""
     store = services.chat.store
     tokens_today, tokens_week = await services.chat.recent_tokens(chat_key)
     turns = await store.chat_turns(chat_key, limit)
+    summary = await store.summary(chat_key) if services.chat.summarizer is not None else None
     return {
         "chat": chat_key,
         "kind": chat_kind(chat_key),
         "settings": settings_of(services, chat_key, await services.chat.options(chat_key)),
-        "summary": None,
+        "summary": _summary(summary),
+        "listening": await _listening(services, chat_key),
         "turns_kept": await store.count_chat(chat_key),
         "tokens_today": tokens_today,
         "tokens_week": tokens_week,
-        "turns": [_turn(stored) for stored in turns],
+        "turns": [_turn(stored, chat_key, summary) for stored in turns],
     }
 
 

@@ -19,6 +19,7 @@ from ..glm.errors import code_meaning
 from ..runtime import Services, running_services
 from . import PREFIX
 from .access import SESSION_COOKIE, Gate, door, same_origin
+from .reads import context_title
 from .writes import known_chat
 
 HERE = Path(__file__).parent
@@ -178,6 +179,16 @@ def _number(value: float | int | None) -> str:
     return "—" if value is None else f"{value:,}"
 
 
+def duration(seconds: float) -> str:
+    """``45 秒``, ``5 分钟``, ``1 小时``, ``90 分钟``: the largest unit that divides it."""
+    seconds = max(0.0, float(seconds))
+    if seconds and seconds % 3600 == 0:
+        return f"{seconds / 3600:g} 小时"
+    if seconds and seconds % 60 == 0:
+        return f"{seconds / 60:g} 分钟"
+    return f"{seconds:g} 秒"
+
+
 templates = Environment(
     loader=FileSystemLoader(HERE / "templates"),
     autoescape=select_autoescape(default=True, default_for_string=True),
@@ -189,6 +200,8 @@ templates.filters.update(
     number=_number,
     chat_path=chat_path,
     code_meaning=code_meaning,
+    duration=duration,
+    context_title=context_title,
 )
 templates.globals.update(prefix=PREFIX)
 

@@ -17,6 +17,7 @@ from ..runtime import Services
 
 CHAT_KEY = re.compile(r"(group|private):[1-9][0-9]{0,19}|console:playground")
 MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/-]{0,63}")
+CHIME_MAX = 100
 PLAYGROUND = "console:playground"
 T = TypeVar("T")
 
@@ -35,6 +36,9 @@ class SettingsPatch(BaseModel):
     mode: Literal["shared", "personal"] | None = None
     enabled: bool | None = None
     search: bool | None = None
+    # Checked in ``option_changes``, so that a bad value is refused in a Chinese sentence.
+    listen: Any = None  # groups: true / false
+    chime: Any = None  # groups: an integer percent, 0 to 100
 
 
 def known_chat(chat: str) -> bool:
@@ -63,7 +67,25 @@ def option_changes(chat: str, patch: SettingsPatch) -> dict[str, Any]:
         changes["enabled"] = patch.enabled
     if "search" in given and patch.search is not None:
         changes["web_search"] = patch.search
+    if "listen" in given and patch.listen is not None:
+        if not chat.startswith("group:"):
+            raise ChangeRefused("只有群聊可以开关旁听。")
+        if not isinstance(patch.listen, bool):
+            raise ChangeRefused("旁听只能是 true（开启）或 false（关闭）。")
+        changes["listen"] = patch.listen
+    if "chime" in given and patch.chime is not None:
+        if not chat.startswith("group:"):
+            raise ChangeRefused("只有群聊可以设置插话概率。")
+        changes["chime"] = chime_percent(patch.chime)
     return changes
+
+
+def chime_percent(value: Any) -> int:
+    """A chime setting: an integer from 0 to 100 (a JSON number; not ``true``, ``5.5`` or
+    ``"5"``); raises ``ChangeRefused`` otherwise."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= CHIME_MAX:
+        raise ChangeRefused(f"插话概率要是 0 到 {CHIME_MAX} 的整数（百分比），例如 5。")
+    return value
 
 
 async def _in_turn(services: Services, chat: str, run: Callable[[], Awaitable[T]]) -> T:
