@@ -250,3 +250,36 @@ async def test_the_prompt_at_turn_500_with_busy_background_fits_the_budget(
     assert prompt_tokens(sent) <= budget
     assert sent[-1]["content"].endswith(f"Alice(11): {question}")
     await reading.close()
+
+
+async def test_turns_too_long_to_summarise_are_let_go_and_memory_goes_on(parts, fake_glm: FakeGLM):
+    store, _ = parts
+    service = service_of(*parts)
+    fake_glm.push_summary(Fault("error", status=400, code="1261", message="prompt too long"))
+    for index in range(WINDOW + 1):
+        await ask(service, Question("private:4", f"很长的一轮{index}"))
+        await folds_done(service)
+    let_go = await store.summary("private:4")
+    assert let_go is not None and let_go.text == "" and let_go.turns == 2
+    assert (await service.status("private:4")).summary == let_go
+    for index in range(2):
+        await ask(service, Question("private:4", f"之后{index}"))
+        await folds_done(service)
+    summary = await store.summary("private:4")
+    assert (
+        summary is not None and "很长的一轮2" in summary.text and "很长的一轮0" not in summary.text
+    )
+
+
+async def test_listen_off_forgets_the_summaries_written_from_the_background(parts, fake_glm):
+    store, _ = parts
+    service = service_of(*parts)
+    for conversation in ("group:5", "group:5:11"):
+        for index in range(WINDOW + 1):
+            await ask(service, Question(conversation, f"轮{index}", scope="group:5"))
+            await folds_done(service)
+        assert await store.summary(conversation) is not None
+    await service.update_options("group:5", listen=False)
+    assert await store.summary("group:5") is None
+    assert await store.summary("group:5:11") is None
+    assert len(await store.recent("group:5", 99)) == WINDOW + 1  # the turns stay

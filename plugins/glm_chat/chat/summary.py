@@ -22,10 +22,11 @@ from typing import Any
 from nonebot.log import logger
 
 from ..glm.client import CallMode, GLMClient
-from ..glm.errors import GLMError
+from ..glm.errors import GLMError, PromptTooLongError
 from ..memory.models import NumberedTurn, Summary, Turn
 from ..memory.store import ContextStore
 from .context import CHIME_CUE, shortened, with_context
+from .labels import clean_text
 from .prompt import estimate_tokens, labelled
 
 SUMMARY_SHARE = 5  # a summary may take a fifth of the prompt budget
@@ -51,20 +52,21 @@ def summary_chars(context_tokens: int) -> int:
     return max(100, context_tokens // SUMMARY_SHARE)
 
 
+def turn_lines(turn: Turn) -> str:
+    """A turn as the summary request shows it: what went with the question, the question under
+    its speaker's label, the answer under the bot's (laid out so it cannot pass for a member)."""
+    answer = clean_text(turn.answer)
+    if turn.question == CHIME_CUE:  # a remark: nobody asked
+        return f"{turn.context}\n{BOT}（主动插话）: {answer}"
+    asked = labelled(turn.question, turn.speaker) if turn.speaker else f"{USER}: {turn.question}"
+    return f"{with_context(turn.context, asked)}\n{BOT}: {answer}"
+
+
 def fold_messages(previous: str | None, turns: Sequence[Turn], limit: int) -> list[dict[str, Any]]:
     """The summary request: the summary so far and the turns to fold into it."""
-    lines = []
-    for turn in turns:
-        if turn.question == CHIME_CUE:  # a remark: nobody asked
-            lines += [turn.context, f"{BOT}（主动插话）: {turn.answer}"]
-            continue
-        asked = (
-            labelled(turn.question, turn.speaker) if turn.speaker else f"{USER}: {turn.question}"
-        )
-        lines += [with_context(turn.context, asked), f"{BOT}: {turn.answer}"]
     ask = (
         f"【已有摘要】\n{previous or '（还没有）'}\n\n【新的对话】\n"
-        + "\n".join(lines)
+        + "\n".join(map(turn_lines, turns))
         + f"\n\n请把新的对话并入摘要，输出更新后的完整摘要，不超过 {limit} 字。"
     )
     return [{"role": "system", "content": SUMMARY_SYSTEM}, {"role": "user", "content": ask}]
@@ -141,11 +143,11 @@ class Summarizer:
             return None
         keep = self.window - self.batch
         turns = await self.store.numbered(conversation, outside - keep, after, oldest=True)
-        budget = self.input_budget - estimate_tokens(previous.text if previous else "")
+        frame = fold_messages(previous.text if previous else None, [], self.limit)
+        budget = self.input_budget - sum(estimate_tokens(m["content"]) for m in frame)
         chosen: list[NumberedTurn] = []
         for numbered in turns:
-            turn = numbered.turn
-            budget -= estimate_tokens(with_context(turn.context, turn.question) + turn.answer)
+            budget -= estimate_tokens(turn_lines(numbered.turn)) + 1
             if chosen and budget < 0:
                 break
             chosen.append(numbered)
@@ -166,6 +168,11 @@ class Summarizer:
                 purpose="summary",
                 can_wait=True,
             )
+        except PromptTooLongError:
+            # Even the oldest turn alone is too long for the model: let it go, as without
+            # summaries, so that long memory goes on with the turns after it.
+            logger.warning(f"glm-chat: a turn of {conversation} too long to summarise, dropped")
+            return await self._store(conversation, plan, previous.text if previous else "")
         except GLMError as error:
             logger.warning(f"glm-chat: no summary for {conversation}: {type(error).__name__}")
             return False
@@ -174,7 +181,11 @@ class Summarizer:
         if not text:
             logger.warning(f"glm-chat: no summary for {conversation}: the model wrote nothing")
             return False
-        last = plan.turns[-1]
+        return await self._store(conversation, plan, text)
+
+    async def _store(self, conversation: str, plan: FoldPlan, text: str) -> bool:
+        """Keep ``text`` as the summary of everything up to the plan's last turn."""
+        previous, last = plan.previous, plan.turns[-1]
         folded = (previous.turns if previous else 0) + len(plan.turns)
         summary = Summary(text, last.seq, last.created_at, folded)
         return await self.store.save_summary(conversation, summary, previous)

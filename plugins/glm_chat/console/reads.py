@@ -169,7 +169,7 @@ def context_title(context: str, remark: bool = False) -> str:
 
 
 def _summary(summary: Summary | None) -> dict[str, Any] | None:
-    if summary is None:
+    if summary is None or not summary.text:  # none, or only turns let go as too long
         return None
     return {"text": summary.text, "turns": summary.turns, "updated_at": summary.updated_at or None}
 

@@ -106,14 +106,19 @@ class BackgroundLog:
             )
 
     async def forget(self, chat: str) -> int:
-        """Delete ``chat``'s background, and the background its stored turns carried, from
-        the database and its WAL; returns how many kept messages were deleted."""
+        """Delete ``chat``'s background, the background its stored turns carried and the
+        summaries written from them, from the database and its WAL; returns how many kept
+        messages were deleted."""
         cursor = await self._db.execute("DELETE FROM background WHERE chat = ?", (chat,))
         removed = cursor.rowcount
         await self._db.execute(
             "UPDATE turns SET context = NULL"
             " WHERE COALESCE(scope, conversation) = ? AND context IS NOT NULL",
             (chat,),
+        )
+        await self._db.execute(
+            f"DELETE FROM summaries WHERE conversation = :chat OR {members_of(':chat')}",
+            {"chat": chat},
         )
         await self.empty_wal()
         return removed

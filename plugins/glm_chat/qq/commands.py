@@ -141,7 +141,7 @@ async def _status(request: Request) -> str:
         f"已记住 {status.turns} 轮对话，最近的上下文约 {status.tokens} tokens",
     ]
     summary = status.summary
-    if summary is not None:
+    if summary is not None and summary.text:
         lines.append(f"长期记忆：有摘要（{len(summary.text)} 字，概括了更早的 {summary.turns} 轮）")
     elif services.chat.summarizer is not None:
         lines.append("长期记忆：还没有摘要（对话超出记忆窗口后会自动写）")

@@ -35,6 +35,7 @@ from nonebot.typing import T_State
 from pydantic import PrivateAttr
 
 from ..chat.queue import ChatQueues, Place, Work
+from ..chat.reading import ReadingAlong
 from ..runtime import Services, running_services
 from .answer import answer
 from .commands import run_command, runs_on_own
@@ -48,20 +49,28 @@ PRIVATE_CLOSED = "这个机器人目前不接受私聊，请在群里@我。"
 
 @dataclass(frozen=True)
 class Arrival:
-    """A message's place, and the safety net that gives it up if the event is dropped."""
+    """A message's place and its number in arrival order (what the group said before it is
+    its background), and the safety net that gives both up if the event is dropped."""
 
     place: Place
+    seq: int
     unclaimed: weakref.finalize
 
     @classmethod
-    def of(cls, event: MessageEvent, queues: ChatQueues) -> Arrival:
-        place = queues.reserve(chat_of(event))
-        return cls(place, weakref.finalize(event, ChatQueues.fill, place, None))
+    def of(cls, event: MessageEvent, services: Services) -> Arrival:
+        place = services.queues.reserve(chat_of(event))
+        seq = services.reading.arrive()
+        return cls(place, seq, weakref.finalize(event, _unclaimed, services.reading, place, seq))
 
     def give(self, work: Work | None) -> None:
         """Fill the place; the safety net is no longer needed (and must not keep ``work``)."""
         self.unclaimed.detach()
         ChatQueues.fill(self.place, work)
+
+
+def _unclaimed(reading: ReadingAlong, place: Place, seq: int) -> None:
+    ChatQueues.fill(place, None)
+    reading.pass_over(seq)
 
 
 def _arrive(event: MessageEvent) -> Arrival | None:
@@ -71,7 +80,7 @@ def _arrive(event: MessageEvent) -> Arrival | None:
         asyncio.get_running_loop()
     except RuntimeError:  # built outside the bot's loop (a test): the preprocessor reserves
         return None
-    return Arrival.of(event, services.queues) if services is not None else None
+    return Arrival.of(event, services) if services is not None else None
 
 
 class GroupMessage(GroupMessageEvent):
@@ -105,8 +114,14 @@ async def _decide(bot: Bot, event: MessageEvent, state: T_State) -> None:
         if arrival is not None:
             arrival.give(None)
         return
-    arrival = arrival or Arrival.of(event, services.queues)
-    work = await work_for(bot, event, state, services)
+    arrival = arrival or Arrival.of(event, services)
+    try:
+        work = await work_for(bot, event, state, services, arrival.seq)
+    except BaseException:
+        arrival.give(None)
+        raise
+    finally:
+        services.reading.pass_over(arrival.seq)  # unless kept as background: settled
     if work is None or isinstance(work, Aside):
         arrival.give(work)
     else:
@@ -120,10 +135,10 @@ class Aside(Work):
 
 
 async def work_for(
-    bot: Bot, event: MessageEvent, state: T_State, services: Services
+    bot: Bot, event: MessageEvent, state: T_State, services: Services, seq: int
 ) -> Work | None:
-    """What ``event`` asks of the bot (a command, a question), what it prompts (an ``Aside``),
-    or None."""
+    """What ``event`` (numbered ``seq`` on arrival) asks of the bot (a command, a question),
+    what it prompts (an ``Aside``), or None."""
     config = services.config
     user = str(event.user_id)
     if user == str(event.self_id) or user in config.glm_ignore_users:
@@ -137,19 +152,19 @@ async def work_for(
         if isinstance(event, GroupMessageEvent) and not _addressed(event, services):
             if _looks_like_a_command(event, starts):  # for any bot: not background
                 return None
-            remark = await overhear(bot, event, services)
+            remark = await overhear(bot, event, services, seq)
             return Aside(remark) if remark is not None else None
         if _other_command(bot, event, state):
             return None
     outbox = Outbox(bot, services.sent)
     if not group and not _may_talk_privately(event, config.glm_private, command is not None):
         return _private_closed(outbox, event, services)
-    heard_until = services.reading.next_seq()  # the group's background before this message
+    # The group's background before this message goes with it (seq: it came before it).
     if command is not None:
         name, argument = command
         member = user if group and runs_on_own(name, argument) else None
-        return Work(partial(run_command, outbox, event, name, argument, heard_until), member)
-    return Work(partial(answer, outbox, event, heard_until), user if group else None)
+        return Work(partial(run_command, outbox, event, name, argument, seq), member)
+    return Work(partial(answer, outbox, event, seq), user if group else None)
 
 
 def _addressed(event: GroupMessageEvent, services: Services) -> bool:

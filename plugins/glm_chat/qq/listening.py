@@ -22,13 +22,12 @@ from .render import answer_text
 
 
 async def overhear(
-    bot: Bot, event: GroupMessageEvent, services: Services
+    bot: Bot, event: GroupMessageEvent, services: Services, seq: int
 ) -> Callable[[], Awaitable[None]] | None:
-    """Keep a plain group message as background (when the group lets the bot read along);
-    the remark it prompts, if any."""
+    """Keep a plain group message (numbered ``seq`` as it arrived, see ``ReadingAlong``) as
+    background, when the group lets the bot read along; the remark it prompts, if any."""
     chat = group_key(event.group_id)
     reading = services.reading
-    seq = reading.arrive()  # in arrival order, before anything is awaited
     heard = None
     try:
         options = await services.chat.options(chat)
