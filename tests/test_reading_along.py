@@ -175,3 +175,11 @@ async def test_a_cancelled_wait_gives_no_slot_away():
     assert slots.busy == 0
     async with slots.take(can_wait=True):  # a single slot is for anyone once it is free
         assert slots.busy == 1
+
+
+def test_the_same_message_received_by_two_accounts_is_heard_once():
+    reading = ReadingAlong(None, keep=1, minutes=1)  # type: ignore[arg-type]
+    key = ("group:1", 7, 1700000000, "大家好")
+    assert reading.first_time(key)
+    assert not reading.first_time(key)
+    assert reading.first_time(("group:1", 7, 1700000001, "大家好"))

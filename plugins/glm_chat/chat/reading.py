@@ -18,6 +18,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections import OrderedDict
+from collections.abc import Hashable
 
 from nonebot.log import logger
 
@@ -27,6 +29,7 @@ from ..memory.models import Heard
 FLUSH_DELAY = 0.2  # seconds between hearing a message and writing it
 FLUSH_ROWS = 500  # written at once when this many are waiting
 PENDING_LIMIT = 20_000  # while the database cannot be written, older messages go first
+RECENT_KEYS = 1024  # messages remembered to notice the same one received twice
 SETTLE_WAIT = 5.0  # seconds a question waits for messages that arrived before it
 SWEEP_EVERY = 60.0  # seconds between two deletions of background that grew too old
 
@@ -45,6 +48,7 @@ class ReadingAlong:
         self._task: asyncio.Task[None] | None = None
         self._unsettled: set[int] = set()
         self._settled = asyncio.Event()
+        self._recent: OrderedDict[Hashable, None] = OrderedDict()
 
     @property
     def on(self) -> bool:
@@ -66,6 +70,16 @@ class ReadingAlong:
             self._task = asyncio.get_running_loop().create_task(
                 self._write_behind(), name="glm-chat reading along"
             )
+
+    def first_time(self, key: Hashable) -> bool:
+        """Whether a message (known by ``key``) is heard for the first time: with several QQ
+        accounts in one group, each of them receives it."""
+        if key in self._recent:
+            return False
+        self._recent[key] = None
+        if len(self._recent) > RECENT_KEYS:
+            self._recent.popitem(last=False)
+        return True
 
     def arrive(self) -> int:
         """Number a message that may become background; settle it with ``hear`` or

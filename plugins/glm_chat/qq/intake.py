@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
-from nonebot import get_driver, on_message
+from nonebot import get_bots, get_driver, on_message
 from nonebot.adapters.onebot.v11 import (
     Adapter,
     Bot,
@@ -141,7 +141,8 @@ async def work_for(
     what it prompts (an ``Aside``), or None."""
     config = services.config
     user = str(event.user_id)
-    if user == str(event.self_id) or user in config.glm_ignore_users:
+    # Never the bot itself, another bot, or another QQ account of this one (its answers).
+    if user == str(event.self_id) or user in config.glm_ignore_users or user in get_bots():
         return None
     group = isinstance(event, GroupMessageEvent)
     if group and config.glm_groups and event.group_id not in config.glm_groups:

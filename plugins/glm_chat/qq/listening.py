@@ -32,7 +32,13 @@ async def overhear(
     try:
         options = await services.chat.options(chat)
         text = heard_text(event.get_message())
-        if options.listen and options.enabled and reading.on and text:
+        if (
+            options.listen
+            and options.enabled
+            and reading.on
+            and text
+            and reading.first_time((chat, event.user_id, event.time, text))
+        ):
             heard = Heard(seq, speaker_of(event), text, str(event.message_id), time.time())
     finally:  # settled whatever happens: later questions wait for it
         if heard is None:
