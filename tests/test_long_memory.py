@@ -147,7 +147,7 @@ async def test_the_background_heard_before_a_question_goes_with_it_once(parts, f
     reading = service.reading
     assert reading is not None
     for text in ("明天下雨吗", "下吧"):
-        seq = reading.arrive()
+        seq = reading.arrive("group:1")
         reading.hear("group:1", Heard(seq, BOB, text, "", time.time()))
     quote = Quote("明天下雨吗", BOB)
     await ask(
@@ -175,7 +175,7 @@ async def test_a_remark_speaks_to_new_background_only(parts, fake_glm: FakeGLM):
 
     assert await service.remark("group:1", reading.next_seq(), sent) is None  # nothing heard
     assert fake_glm.completions() == []
-    seq = reading.arrive()
+    seq = reading.arrive("group:1")
     reading.hear("group:1", Heard(seq, BOB, "有人在吗", "", time.time()))
     assert await service.remark("group:1", seq + 1, sent) is not None
     request = fake_glm.completions()[-1].messages
@@ -243,7 +243,8 @@ async def test_the_prompt_at_turn_500_with_busy_background_fits_the_budget(
     reading = service.reading
     assert reading is not None
     for _ in range(30):
-        reading.hear("group:9", Heard(reading.arrive(), BOB, "刷屏" * 150, "", time.time()))
+        seq = reading.arrive("group:9")
+        reading.hear("group:9", Heard(seq, BOB, "刷屏" * 150, "", time.time()))
     question = "第501个问题：" + "请" * 600
     await ask(service, Question("group:9", question, ALICE, heard_until=reading.next_seq()))
     sent = fake_glm.completions()[-1].messages

@@ -26,7 +26,7 @@ async def store(tmp_db: Path) -> AsyncIterator[ContextStore]:
 
 
 def said(reading: ReadingAlong, chat: str, text: str) -> int:
-    seq = reading.arrive()
+    seq = reading.arrive(chat)
     reading.hear(chat, Heard(seq, ALICE, text, "", time.time()))
     return seq
 
@@ -53,15 +53,18 @@ async def test_what_is_heard_is_written_shortly_and_read_by_the_next_question(st
 
 async def test_a_question_waits_for_a_message_that_arrived_before_it(store):
     reading = ReadingAlong(store.background, keep=20, minutes=60)
-    earlier = reading.arrive()  # its chat's settings are still being read
+    earlier = reading.arrive("group:1")  # its chat's settings are still being read
     until = reading.next_seq()
     asking = asyncio.create_task(reading.since("group:1", "group:1", until))
     await asyncio.sleep(0.05)
     assert not asking.done()
     reading.hear("group:1", Heard(earlier, ALICE, "先到的", "", time.time()))
     assert [h.text for h in await asyncio.wait_for(asking, 5)] == ["先到的"]
+    # A message of another chat does not hold this one up.
+    reading.arrive("group:2")
+    assert len(await asyncio.wait_for(reading.since("group:1", "-", reading.next_seq()), 1)) == 1
     # A message passed over settles too.
-    skipped = reading.arrive()
+    skipped = reading.arrive("group:1")
     reading.pass_over(skipped)
     assert await reading.since("group:1", "group:1", reading.next_seq()) == [
         Heard(earlier, ALICE, "先到的", "", pytest.approx(time.time(), abs=5))
@@ -183,3 +186,24 @@ def test_the_same_message_received_by_two_accounts_is_heard_once():
     assert reading.first_time(key)
     assert not reading.first_time(key)
     assert reading.first_time(("group:1", 7, 1700000001, "大家好"))
+
+
+class BrokenLog:
+    """A background log whose writes fail (a full disk)."""
+
+    async def add(self, rows, keep):
+        raise OSError("disk full")
+
+    async def since(self, *args, **kwargs):
+        return []
+
+    async def count(self, *args):
+        return 0
+
+
+async def test_a_background_that_cannot_be_written_does_not_stop_a_question():
+    reading = ReadingAlong(BrokenLog(), keep=20, minutes=60)  # type: ignore[arg-type]
+    said(reading, "group:1", "写不进去")
+    assert await reading.since("group:1", "group:1", reading.next_seq()) == []
+    assert await reading.count("group:1") == 0
+    assert [heard.text for _, heard in reading._pending] == ["写不进去"]  # kept for later

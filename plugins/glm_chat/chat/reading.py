@@ -46,7 +46,7 @@ class ReadingAlong:
         self._write_lock = asyncio.Lock()
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
-        self._unsettled: set[int] = set()
+        self._unsettled: dict[int, str] = {}  # seq -> chat
         self._settled = asyncio.Event()
         self._recent: OrderedDict[Hashable, None] = OrderedDict()
 
@@ -81,11 +81,11 @@ class ReadingAlong:
             self._recent.popitem(last=False)
         return True
 
-    def arrive(self) -> int:
-        """Number a message that may become background; settle it with ``hear`` or
+    def arrive(self, chat: str) -> int:
+        """Number a message of ``chat`` that may become background; settle it with ``hear`` or
         ``pass_over``."""
         seq = self.next_seq()
-        self._unsettled.add(seq)
+        self._unsettled[seq] = chat
         return seq
 
     def hear(self, chat: str, heard: Heard) -> None:
@@ -102,15 +102,17 @@ class ReadingAlong:
         self._settle(seq)
 
     def _settle(self, seq: int) -> None:
-        if seq in self._unsettled:
-            self._unsettled.discard(seq)
+        if self._unsettled.pop(seq, None) is not None:
             self._settled.set()
 
-    async def _settled_before(self, until: int) -> None:
-        """Until every message numbered before ``until`` is kept or passed over (at most
-        ``SETTLE_WAIT`` seconds: a message stuck elsewhere must not hold the chat up)."""
+    def _unsettled_before(self, chat: str, until: int) -> bool:
+        return any(seq < until and c == chat for seq, c in self._unsettled.items())
+
+    async def _settled_before(self, chat: str, until: int) -> None:
+        """Until every message of ``chat`` numbered before ``until`` is kept or passed over
+        (at most ``SETTLE_WAIT`` seconds: a message stuck elsewhere must not hold it up)."""
         deadline = time.monotonic() + SETTLE_WAIT
-        while self._unsettled and min(self._unsettled) < until:
+        while self._unsettled and self._unsettled_before(chat, until):
             self._settled.clear()
             left = deadline - time.monotonic()
             if left <= 0:
@@ -135,23 +137,33 @@ class ReadingAlong:
         """The background ``conversation`` has not carried yet, heard before ``until``."""
         if not self.on:
             return []
-        await self._settled_before(until)
-        await self.flush()
+        await self._settled_before(chat, until)
+        await self._flush_or_log()
         return await self.log.since(
             chat, conversation, until, keep=self.keep, oldest_at=self.oldest_at()
         )
 
-    async def find(self, chat: str, message_id: str) -> Heard | None:
-        """A kept message of ``chat`` by its QQ id (for a quote QQ could not look up)."""
+    async def find(self, chat: str, message_id: str, until: int) -> Heard | None:
+        """A kept message of ``chat`` heard before ``until``, by its QQ id (for a quote QQ
+        could not look up)."""
         if not self.on or not message_id:
             return None
-        await self.flush()
+        await self._settled_before(chat, until)
+        await self._flush_or_log()
         found = await self.log.find(chat, message_id)
         return found if found is not None and found.at >= self.oldest_at() else None
 
     async def count(self, chat: str) -> int:
-        await self.flush()
+        await self._flush_or_log()
         return await self.log.count(chat, self.oldest_at())
+
+    async def _flush_or_log(self) -> None:
+        """Write what waits before reading; if that fails, read what is already written (the
+        background is a help, never a reason to leave a question unanswered)."""
+        try:
+            await self.flush()
+        except Exception as error:
+            logger.opt(exception=error).error("glm-chat: cannot keep the background")
 
     async def forget(self, chat: str) -> int:
         """Forget all of ``chat``'s background, waiting and written (see ``BackgroundLog``)."""

@@ -73,7 +73,7 @@ async def answer(outbox: Outbox, event: MessageEvent, heard_until: int | None = 
         chat_key,
         images,
         heard_until=heard_until if group else None,
-        quote=await _quote(services, event, chat_key),
+        quote=await _quote(services, event, chat_key, heard_until),
     )
 
     async def hand_over(completion: Completion) -> bool:
@@ -95,15 +95,19 @@ async def answer(outbox: Outbox, event: MessageEvent, heard_until: int | None = 
         await outbox.say(event, UNEXPECTED_ERROR)
 
 
-async def _quote(services: Services, event: MessageEvent, chat_key: str) -> Quote | None:
+async def _quote(
+    services: Services, event: MessageEvent, chat_key: str, heard_until: int | None
+) -> Quote | None:
     """The message ``event`` replies to: as QQ looked it up, else as the bot heard it."""
     quote = quote_of(event)
     if quote is not None or event.reply is not None:
         return quote
     quoted = replied_to(event)
-    if quoted is None or quoted in services.sent or not isinstance(event, GroupMessageEvent):
+    if quoted is None or quoted in services.sent or heard_until is None:
         return None
-    heard = await services.reading.find(chat_key, quoted)
+    if not isinstance(event, GroupMessageEvent):
+        return None
+    heard = await services.reading.find(chat_key, quoted, heard_until)
     return Quote(heard.text, heard.speaker) if heard is not None else None
 
 

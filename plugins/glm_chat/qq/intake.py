@@ -59,7 +59,7 @@ class Arrival:
     @classmethod
     def of(cls, event: MessageEvent, services: Services) -> Arrival:
         place = services.queues.reserve(chat_of(event))
-        seq = services.reading.arrive()
+        seq = services.reading.arrive(chat_of(event))
         return cls(place, seq, weakref.finalize(event, _unclaimed, services.reading, place, seq))
 
     def give(self, work: Work | None) -> None:
@@ -151,8 +151,8 @@ async def work_for(
     command = glm_command(event.get_message(), starts)
     if command is None:
         if isinstance(event, GroupMessageEvent) and not _addressed(event, services):
-            if _looks_like_a_command(event, starts):  # for any bot: not background
-                return None
+            if _looks_like_a_command(event, starts) or _for_another_account(event):
+                return None  # not background either
             remark = await overhear(bot, event, services, seq)
             return Aside(remark) if remark is not None else None
         if _other_command(bot, event, state):
@@ -175,6 +175,18 @@ def _addressed(event: GroupMessageEvent, services: Services) -> bool:
         return True
     quoted = replied_to(event)
     return quoted is not None and quoted in services.sent
+
+
+def _for_another_account(event: GroupMessageEvent) -> bool:
+    """Whether the message @s, or replies to, another QQ account of this bot process (that
+    account answers it: it is nobody's background)."""
+    accounts = get_bots()
+    if len(accounts) < 2:
+        return False
+    if any(seg.type == "at" and str(seg.data.get("qq")) in accounts for seg in event.get_message()):
+        return True
+    sender = event.reply.sender.user_id if event.reply is not None else None
+    return sender is not None and str(sender) in accounts
 
 
 def _looks_like_a_command(event: MessageEvent, starts: Iterable[str]) -> bool:
