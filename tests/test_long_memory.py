@@ -253,23 +253,37 @@ async def test_the_prompt_at_turn_500_with_busy_background_fits_the_budget(
     await reading.close()
 
 
-async def test_turns_too_long_to_summarise_are_let_go_and_memory_goes_on(parts, fake_glm: FakeGLM):
+async def test_turns_too_long_to_summarise_are_halved_then_let_go_and_memory_goes_on(
+    parts, fake_glm: FakeGLM
+):
     store, _ = parts
     service = service_of(*parts)
-    fake_glm.push_summary(Fault("error", status=400, code="1261", message="prompt too long"))
+    too_long = Fault("error", status=400, code="1261", message="prompt too long")
+    fake_glm.push_summary(too_long, too_long)  # the batch of two, then its older half alone
     for index in range(WINDOW + 1):
         await ask(service, Question("private:4", f"很长的一轮{index}"))
         await folds_done(service)
     let_go = await store.summary("private:4")
-    assert let_go is not None and let_go.text == "" and let_go.turns == 2
-    assert (await service.status("private:4")).summary == let_go
+    assert let_go is not None and let_go.text == "" and let_go.turns == 1
+    fake_glm.push_summary(too_long)  # next time the batch is halved once, and goes on
     for index in range(2):
         await ask(service, Question("private:4", f"之后{index}"))
         await folds_done(service)
     summary = await store.summary("private:4")
-    assert (
-        summary is not None and "很长的一轮2" in summary.text and "很长的一轮0" not in summary.text
-    )
+    assert summary is not None and summary.turns == 4
+    assert "很长的一轮1" in summary.text and "很长的一轮0" not in summary.text
+
+
+async def test_a_backlog_is_folded_from_its_newest_part_in_a_few_calls(parts, fake_glm: FakeGLM):
+    store, _ = parts
+    for index in range(200):  # kept before summaries were on
+        await store.append_turn("private:6", Turn(f"旧{index}", "答"))
+    service = service_of(*parts)
+    await ask(service, Question("private:6", "升级之后"))
+    await folds_done(service)
+    assert len(fake_glm.summaries()) <= 2
+    summary = await store.summary("private:6")
+    assert summary is not None and "旧197" in summary.text and "旧100" not in summary.text
 
 
 async def test_listen_off_forgets_the_summaries_written_from_the_background(parts, fake_glm):
@@ -284,3 +298,15 @@ async def test_listen_off_forgets_the_summaries_written_from_the_background(part
     assert await store.summary("group:5") is None
     assert await store.summary("group:5:11") is None
     assert len(await store.recent("group:5", 99)) == WINDOW + 1  # the turns stay
+
+
+async def test_listen_off_during_a_summary_call_keeps_nothing_of_it(parts, fake_glm: FakeGLM):
+    service = service_of(*parts, window=1)
+    fake_glm.push_summary(Fault("hold"))
+    for text in ("一", "二"):
+        await ask(service, Question("group:7", text, ALICE))
+    await fake_glm.wait_holding()
+    await service.update_options("group:7", listen=False)
+    fake_glm.release()
+    await folds_done(service)
+    assert await parts[0].summary("group:7") is None

@@ -136,6 +136,8 @@ class ChatService:
         await self.store.save_options(chat, options)
         self._options[chat] = options
         if changes.get("listen") is False and self.reading is not None:
+            if self.summarizer is not None:  # a fold under way would keep what is forgotten
+                await self.summarizer.stop(chat)
             await self.reading.forget(chat)
         return options
 

@@ -15,6 +15,7 @@ not after each one.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -22,13 +23,17 @@ from typing import Any
 from nonebot.log import logger
 
 from ..glm.client import CallMode, GLMClient
-from ..glm.errors import GLMError, PromptTooLongError
+from ..glm.errors import ContentFilterError, GLMError, PromptTooLongError
 from ..memory.models import NumberedTurn, Summary, Turn
 from ..memory.store import ContextStore
 from .context import CHIME_CUE, shortened, with_context
 from .labels import clean_text
 from .prompt import estimate_tokens, labelled
 
+# After this many failed folds in a row, a conversation's summaries rest FAILURE_PAUSE seconds
+# (a model name that does not exist must not cost a failed call after every answer).
+FAILURES_BEFORE_PAUSE = 3
+FAILURE_PAUSE = 300.0
 SUMMARY_SHARE = 5  # a summary may take a fifth of the prompt budget
 SUMMARY_SYSTEM = (
     "你负责给一段与AI助手的聊天记录写摘要，供助手以后回忆。用简洁的中文要点，"
@@ -93,30 +98,39 @@ class Summarizer:
         self.batch = max(1, window // 4)
         self.limit = summary_chars(context_tokens)
         self.input_budget = context_tokens
-        self._running: dict[str, asyncio.Task[None]] = {}
+        self._running: dict[str, tuple[str, asyncio.Task[None]]] = {}  # conversation: chat, task
         self._again: set[str] = set()
+        # conversation: (folds that failed in a row, when the last one did)
+        self._failed: dict[str, tuple[int, float]] = {}
 
     def fold_later(self, conversation: str, chat: str) -> None:
         """After an answer: fold what left the window, soon, unless a fold is running (then
-        it looks again when done)."""
+        it looks again when done) or failed a short while ago."""
         if self.window <= 0:
             return
         if conversation in self._running:
             self._again.add(conversation)
             return
+        failures, last = self._failed.get(conversation, (0, 0.0))
+        if failures >= FAILURES_BEFORE_PAUSE and time.monotonic() - last < FAILURE_PAUSE:
+            return
         task = asyncio.get_running_loop().create_task(
             self._fold_while_needed(conversation, chat), name=f"glm-chat summary {conversation}"
         )
-        self._running[conversation] = task
+        self._running[conversation] = (chat, task)
         task.add_done_callback(lambda _: self._running.pop(conversation, None))
 
-    async def close(self) -> None:
-        """Stop every fold in progress (what they would have stored is simply not stored)."""
-        tasks = list(self._running.values())
+    async def stop(self, chat: str | None = None) -> None:
+        """Stop the folds in progress (of ``chat``'s conversations, or all): what they would
+        have stored is not stored."""
+        tasks = [task for c, task in self._running.values() if chat is None or c == chat]
         for task in tasks:
             task.cancel()
         if tasks:
             await asyncio.wait(tasks, timeout=5)
+
+    async def close(self) -> None:
+        await self.stop()
 
     async def _fold_while_needed(self, conversation: str, chat: str) -> None:
         try:
@@ -142,7 +156,10 @@ class Summarizer:
         if outside <= self.window:
             return None
         keep = self.window - self.batch
-        turns = await self.store.numbered(conversation, outside - keep, after, oldest=True)
+        # A backlog (turns kept before summaries were on, or after listen off forgot them)
+        # is folded from its newest part only: what is older is let go, as it was before.
+        fold = min(outside - keep, self.window + self.batch)
+        turns = (await self.store.numbered(conversation, fold + keep, after))[:fold]
         frame = fold_messages(previous.text if previous else None, [], self.limit)
         budget = self.input_budget - sum(estimate_tokens(m["content"]) for m in frame)
         chosen: list[NumberedTurn] = []
@@ -154,7 +171,8 @@ class Summarizer:
         return FoldPlan(chosen, previous)
 
     async def _fold(self, conversation: str, chat: str, plan: FoldPlan) -> bool:
-        """One summary call; whether a new summary was stored."""
+        """One summary call (fewer turns if the model finds them too long or refuses them);
+        whether a new summary was stored."""
         previous = plan.previous
         messages = fold_messages(
             previous.text if previous else None, [n.turn for n in plan.turns], self.limit
@@ -168,14 +186,22 @@ class Summarizer:
                 purpose="summary",
                 can_wait=True,
             )
-        except PromptTooLongError:
-            # Even the oldest turn alone is too long for the model: let it go, as without
-            # summaries, so that long memory goes on with the turns after it.
-            logger.warning(f"glm-chat: a turn of {conversation} too long to summarise, dropped")
+        except (PromptTooLongError, ContentFilterError) as error:
+            if len(plan.turns) > 1:  # try the older half on its own
+                half = FoldPlan(plan.turns[: len(plan.turns) // 2], previous)
+                return await self._fold(conversation, chat, half)
+            # This one turn cannot be summarised: let it go, as without summaries, so that
+            # long memory goes on with the turns after it.
+            logger.warning(f"glm-chat: a turn of {conversation} let go: {type(error).__name__}")
             return await self._store(conversation, plan, previous.text if previous else "")
         except GLMError as error:
             logger.warning(f"glm-chat: no summary for {conversation}: {type(error).__name__}")
+            failures = self._failed.pop(conversation, (0, 0.0))[0] + 1
+            self._failed[conversation] = (failures, time.monotonic())
+            if len(self._failed) > 1024:
+                self._failed.pop(next(iter(self._failed)))
             return False
+        self._failed.pop(conversation, None)
         await self.store.count_usage(chat, completion.usage)
         text = shortened(completion.content, self.limit + self.limit // 5)
         if not text:
