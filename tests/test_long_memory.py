@@ -310,3 +310,12 @@ async def test_listen_off_during_a_summary_call_keeps_nothing_of_it(parts, fake_
     fake_glm.release()
     await folds_done(service)
     assert await parts[0].summary("group:7") is None
+
+
+def test_only_the_newest_past_turns_carry_their_background():
+    busy = f"{BACKGROUND_HEADER}\nBob(12): " + "聊" * 100
+    history = [Turn(f"问{i}", f"答{i}", ALICE, busy) for i in range(10)]
+    prompt = build_prompt("系统", history, "新问题", ALICE, max_turns=20, token_budget=6000)
+    users = [m["content"] for m in prompt.messages if m["role"] == "user"][:-1]
+    assert prompt.turns == 10
+    assert [u.startswith(BACKGROUND_HEADER) for u in users] == [False] * 7 + [True] * 3

@@ -50,10 +50,17 @@ def _message(role: str, content: str | list[dict[str, Any]]) -> dict[str, Any]:
     return {"role": role, "content": content}
 
 
-def _turn_messages(turn: Turn) -> list[dict[str, Any]]:
-    """A stored turn as the request carries it: with the context that went with it."""
+# Past turns that still carry the background and quote that went with them: the newest few.
+# Older ones go without (their answers stand), so a busy group's chatter does not crowd its
+# conversation out of the budget; the summary keeps what mattered of it.
+CONTEXT_TURNS = 3
+
+
+def _turn_messages(turn: Turn, recent: bool = True) -> list[dict[str, Any]]:
+    """A stored turn as the request carries it (``recent``: with what went with it)."""
+    asked = labelled(turn.question, turn.speaker)
     return [
-        _message("user", with_context(turn.context, labelled(turn.question, turn.speaker))),
+        _message("user", with_context(turn.context, asked) if recent else asked),
         _message("assistant", turn.answer),
     ]
 
@@ -139,7 +146,7 @@ def build_prompt(
     for turn in reversed(history[-max_turns:] if max_turns > 0 else []):
         if not (turn.question.strip() and turn.answer.strip()):
             continue
-        pair = _turn_messages(turn)
+        pair = _turn_messages(turn, recent=len(kept) < CONTEXT_TURNS)
         budget -= sum(map(_cost, pair))
         if budget < 0:
             break
@@ -152,4 +159,9 @@ def build_prompt(
 
 def history_tokens(history: Sequence[Turn]) -> int:
     """Estimated tokens of stored turns, as they would be sent."""
-    return sum(_cost(message) for turn in history for message in _turn_messages(turn))
+    newest_first = reversed(history)
+    return sum(
+        _cost(message)
+        for index, turn in enumerate(newest_first)
+        for message in _turn_messages(turn, recent=index < CONTEXT_TURNS)
+    )
