@@ -127,3 +127,12 @@ async def test_turns_after_the_summary_are_numbered_oldest_first(store):
     assert [(n.seq, n.turn.question) for n in newest] == [(4, "q3"), (5, "q4")]
     assert await store.count("private:1", after=3) == 2
     assert [t.question for t in await store.recent("private:1", 9, after=3)] == ["q3", "q4"]
+
+
+async def test_a_reset_of_everyone_covers_members_who_never_asked(store):
+    log = store.background
+    await log.add([("group:1", heard(i, "x")) for i in (1, 2, 3)], keep=20)
+    await log.mark("group:1", 3, with_members=True)
+    never_asked = await log.since("group:1", "group:1:99", 9, keep=20, oldest_at=0)
+    assert [h.seq for h in never_asked] == [3]
+    assert await log.last_seq() == 3

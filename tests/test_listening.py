@@ -100,7 +100,7 @@ async def test_only_admins_switch_listening_and_off_forgets(app: App, fake_glm, 
 async def test_chime_is_set_by_admins_within_range(app: App, fake_glm, group):
     member = said("/glm chime 50", group)
     await receive(app, member, quoted(member, REFUSAL))
-    for bad in ("101", "-1", "abc", "5.5"):
+    for bad in ("101", "-1", "abc", "5.5", "²", "５"):
         event = said(f"/glm chime {bad}", group, role="admin")
         await receive(app, event, quoted(event, "请给一个 0 到 100 的整数，例如 /glm chime 5。"))
     ok = said("/glm chime 5%", group, role="admin")

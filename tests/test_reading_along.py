@@ -33,7 +33,7 @@ def said(reading: ReadingAlong, chat: str, text: str) -> int:
 
 async def test_what_is_heard_is_written_shortly_and_read_by_the_next_question(store):
     reading = ReadingAlong(store.background, keep=20, minutes=60)
-    reading.start()
+    await reading.start()
     try:
         said(reading, "group:1", "一")
         said(reading, "group:1", "二")
@@ -207,3 +207,12 @@ async def test_a_background_that_cannot_be_written_does_not_stop_a_question():
     assert await reading.since("group:1", "group:1", reading.next_seq()) == []
     assert await reading.count("group:1") == 0
     assert [heard.text for _, heard in reading._pending] == ["写不进去"]  # kept for later
+
+
+async def test_numbers_go_on_from_those_kept_even_if_the_clock_went_back(store):
+    future = time.time_ns() // 1000 + 10**9  # kept while the clock ran 17 minutes fast
+    await store.background.add([("group:1", Heard(future, ALICE, "x", "", time.time()))], 20)
+    reading = ReadingAlong(store.background, keep=20, minutes=60)
+    await reading.start()
+    assert reading.next_seq() > future
+    await reading.close()

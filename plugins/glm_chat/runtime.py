@@ -96,7 +96,7 @@ async def open_services(config: Config) -> Services:
         keep=config.glm_background_messages,
         minutes=config.glm_background_minutes,
     )
-    reading.start()
+    await reading.start()
     summarizer = None
     if config.glm_summary == "on":
         summarizer = Summarizer(

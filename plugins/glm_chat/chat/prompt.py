@@ -95,6 +95,7 @@ class Prompt:
     context: str = ""
     background: int = 0  # background messages carried
     turns: int = 0  # past turns carried
+    summary: bool = False  # whether the summary is carried
 
 
 def build_prompt(
@@ -123,9 +124,11 @@ def build_prompt(
     )
     if system_prompt.strip():
         budget -= _cost(_message("system", system_prompt))
+    with_summary = False
     if summary:
         section = SUMMARY_HEADER + summary
         if estimate_tokens(section) <= budget:
+            with_summary = True
             system_prompt = (
                 system_prompt.rstrip() + section if system_prompt.strip() else section.lstrip()
             )
@@ -154,7 +157,7 @@ def build_prompt(
 
     new = _message("user", user_content(with_context(context, asked), images))
     messages = head + [m for pair in reversed(kept) for m in pair] + [new]
-    return Prompt(messages, context, len(lines), len(kept))
+    return Prompt(messages, context, len(lines), len(kept), with_summary)
 
 
 def history_tokens(history: Sequence[Turn]) -> int:

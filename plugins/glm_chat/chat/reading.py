@@ -64,8 +64,10 @@ class ReadingAlong:
     def oldest_at(self) -> float:
         return time.time() - self.max_age
 
-    def start(self) -> None:
-        """Start writing heard messages, and deleting those that grew too old."""
+    async def start(self) -> None:
+        """Number on from the numbers already kept (a clock set back since must not hide new
+        messages behind them); start writing heard messages, deleting those grown too old."""
+        self._last_seq = max(self._last_seq, await self.log.last_seq())
         if self._task is None:
             self._task = asyncio.get_running_loop().create_task(
                 self._write_behind(), name="glm-chat reading along"
@@ -165,6 +167,12 @@ class ReadingAlong:
         except Exception as error:
             logger.opt(exception=error).error("glm-chat: cannot keep the background")
 
+    async def mark(self, conversation: str, until: int, *, with_members: bool = False) -> None:
+        """``conversation`` (``with_members``: and its members') will not be sent what was
+        heard before ``until`` (a reset)."""
+        await self._flush_or_log()
+        await self.log.mark(conversation, until, with_members=with_members)
+
     async def forget(self, chat: str) -> int:
         """Forget all of ``chat``'s background, waiting and written (see ``BackgroundLog``)."""
         async with self._write_lock:
@@ -196,5 +204,6 @@ class ReadingAlong:
                 if time.monotonic() - swept >= SWEEP_EVERY:
                     swept = time.monotonic()
                     await self.log.sweep(self.oldest_at())
+                    await self.log.empty_wal()  # old page images of what was deleted go too
             except Exception as error:  # the next flush tries again; nothing is lost yet
                 logger.opt(exception=error).error("glm-chat: cannot keep the background")

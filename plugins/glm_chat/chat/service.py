@@ -239,7 +239,7 @@ class ChatService:
         try:
             return await self._call(question, options, prompt.messages, on_text), prompt
         except PromptTooLongError as error:
-            if _carries_history(prompt.messages):
+            if prompt.turns or prompt.background or prompt.summary:  # trimmable: not its fault
                 raise
             raise MessageTooLongError(
                 error.message, code=error.code, status=error.status
@@ -288,6 +288,10 @@ class ChatService:
             purpose="remark" if question.remark else "answer",
         )
 
+    async def spent_today(self, chat: str, limit: int) -> bool:
+        """Whether ``chat`` has spent its daily ``limit`` of tokens (0: no limit)."""
+        return limit > 0 and await self.store.tokens_on(chat, date.today().isoformat()) >= limit
+
     async def recent_tokens(self, chat: str) -> tuple[int, int]:
         """Tokens a chat spent today and over the last 7 days (today included)."""
         today = date.today()
@@ -304,7 +308,7 @@ class ChatService:
         removed = await self.store.reset(conversation, with_members=with_members)
         if self.reading is not None and self.reading.on:
             until = heard_until if heard_until is not None else self.reading.next_seq()
-            await self.store.background.mark(conversation, until, with_members=with_members)
+            await self.reading.mark(conversation, until, with_members=with_members)
         return removed
 
     async def status(self, conversation: str, chat: str | None = None) -> ConversationStatus:
@@ -331,6 +335,3 @@ class _Context:
     summary: str | None
 
 
-def _carries_history(messages: list[dict[str, Any]]) -> bool:
-    """Whether a request holds any past turn (an assistant message) besides the new message."""
-    return any(message["role"] == "assistant" for message in messages)

@@ -62,8 +62,8 @@ class BackgroundLog:
         rows = await self._db.execute_fetchall(
             f"SELECT {_COLUMNS} FROM background"
             " WHERE chat = :chat AND seq < :until AND created_at >= :oldest"
-            " AND seq > IFNULL((SELECT upto FROM background_marks"
-            "  WHERE conversation = :conversation), 0)"
+            " AND seq > (SELECT IFNULL(MAX(upto), 0) FROM background_marks"
+            "  WHERE conversation IN (:conversation, :chat || ':*'))"
             " ORDER BY seq DESC LIMIT :keep",
             {
                 "chat": chat,
@@ -99,11 +99,8 @@ class BackgroundLog:
             " ON CONFLICT (conversation) DO UPDATE SET upto = MAX(upto, excluded.upto)",
             (conversation, upto - 1),
         )
-        if with_members:
-            await self._db.execute(
-                f"UPDATE background_marks SET upto = MAX(upto, :upto) WHERE {members_of(':chat')}",
-                {"chat": conversation, "upto": upto - 1},
-            )
+        if with_members:  # a floor for every member, those without a mark of their own too
+            await self.mark(f"{conversation}:*", upto)
 
     async def forget(self, chat: str) -> int:
         """Delete ``chat``'s background, the background its stored turns carried and the
@@ -126,6 +123,14 @@ class BackgroundLog:
     async def empty_wal(self) -> None:
         """Copy the WAL into the database and truncate it: old page images go with it."""
         await self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+    async def last_seq(self) -> int:
+        """The highest number kept: of a message, or of a mark."""
+        rows = await self._db.execute_fetchall(
+            "SELECT MAX(IFNULL((SELECT MAX(seq) FROM background), 0),"
+            " IFNULL((SELECT MAX(upto) FROM background_marks), 0))"
+        )
+        return int(next(iter(rows))[0])
 
     async def sweep(self, oldest_at: float) -> int:
         """Delete every chat's background older than ``oldest_at``."""

@@ -3,8 +3,6 @@ something fails. Runs in its turn in the chat's queue (see ``intake``)."""
 
 from __future__ import annotations
 
-from datetime import date
-
 from nonebot.adapters.onebot.v11 import GroupMessageEvent, MessageEvent
 from nonebot.log import logger
 
@@ -123,11 +121,9 @@ async def _over_limit(services: Services, event: MessageEvent, chat_key: str) ->
             return COOLDOWN_NOTE.format(seconds=max(1, round(wait)))
         if verdict is Verdict.QUIET:
             return ""
-    if config.glm_daily_tokens > 0:
-        today = date.today().isoformat()
-        if await services.chat.store.tokens_on(chat_key, today) >= config.glm_daily_tokens:
-            if not services.quota_notices.first_today(chat_key):
-                return ""
-            note = QUOTA_NOTE if isinstance(event, GroupMessageEvent) else QUOTA_NOTE_PRIVATE
-            return note.format(limit=config.glm_daily_tokens)
+    if await services.chat.spent_today(chat_key, config.glm_daily_tokens):
+        if not services.quota_notices.first_today(chat_key):
+            return ""
+        note = QUOTA_NOTE if isinstance(event, GroupMessageEvent) else QUOTA_NOTE_PRIVATE
+        return note.format(limit=config.glm_daily_tokens)
     return None

@@ -298,7 +298,7 @@ async def _chime(request: Request) -> str:
     if not argument:
         percent = (await request.options()).chime
         return f"插话概率现在是 {percent}%。用 /glm chime <0-100> 设置，每 {gap:g} 秒最多一次。"
-    if not argument.isdigit() or int(argument) > 100:
+    if not argument.isdecimal() or not argument.isascii() or int(argument) > 100:
         return "请给一个 0 到 100 的整数，例如 /glm chime 5。"
     percent = int(argument)
     options = await request.update(chime=percent)

@@ -128,6 +128,11 @@ async def _decide(bot: Bot, event: MessageEvent, state: T_State) -> None:
         state[STATE_KEY] = (arrival, work)
 
 
+# In personal mode a remark (on the group's shared conversation) runs beside the members'
+# lanes, not after all of them.
+REMARK_LANE = "\0remark"
+
+
 @dataclass(frozen=True)
 class Aside(Work):
     """Work that a message prompts without asking for it (a remark on what the group said):
@@ -154,7 +159,7 @@ async def work_for(
             if _looks_like_a_command(event, starts) or _for_another_account(event):
                 return None  # not background either
             remark = await overhear(bot, event, services, seq)
-            return Aside(remark) if remark is not None else None
+            return Aside(remark, REMARK_LANE) if remark is not None else None
         if _other_command(bot, event, state):
             return None
     outbox = Outbox(bot, services.sent)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable
-from datetime import date
 from functools import partial
 
 from nonebot.adapters.onebot.v11 import Bot, GroupMessageEvent
@@ -55,8 +54,7 @@ async def remark(outbox: Outbox, event: GroupMessageEvent, heard_until: int) -> 
     silent on any failure, since nobody asked."""
     services = get_services()
     chat = group_key(event.group_id)
-    limit = services.config.glm_daily_tokens
-    if limit and await services.chat.store.tokens_on(chat, date.today().isoformat()) >= limit:
+    if await services.chat.spent_today(chat, services.config.glm_daily_tokens):
         return
 
     async def hand_over(completion: Completion) -> bool:
