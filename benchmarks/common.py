@@ -18,6 +18,24 @@ KEY_ID, KEY_SECRET = "benchkeyid", "bench-secret"
 SELF_ID = 900002
 TOKEN = "bench-token"
 ECHO_BOT = "benchmarks/echo_bot/bot.py"
+# What a group says among itself (not to the bot).
+CHATTER = (
+    "哈哈哈哈哈",
+    "今天食堂的饭也太难吃了吧",
+    "有人晚上一起打游戏吗？五缺一",
+    "明天几点开会来着，我又忘了",
+    "刚下班，地铁上挤死了",
+    "这个视频笑死我了，你们快看",
+    "周末去爬山的人报个名，我统计一下人数",
+    "楼上说得对",
+    "我觉得还是先把作业写完再说吧，不然周一又要熬夜",
+    "+1",
+    "有没有人知道这个报错是什么意思：ModuleNotFoundError",
+    "外面下大雨了，大家回家注意安全",
+    "收到",
+    "新出的那部电影评分怎么样？值不值得去电影院看",
+    "晚安各位",
+)
 
 
 @contextmanager

@@ -45,7 +45,7 @@ from typing import Any
 if __package__ in (None, ""):  # run as a file: python benchmarks/long_memory.py
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.common import KEY_ID, KEY_SECRET, bot, machine, workdir
+from benchmarks.common import CHATTER, KEY_ID, KEY_SECRET, bot, machine, workdir
 from tests.support.fake_glm import FakeGLM, fold_reply, is_summary, served
 from tests.support.onebot_client import text
 
@@ -88,20 +88,6 @@ QUESTIONS = (
     "下雨天适合做什么",
     "帮我写一句生日祝福",
     "有什么好听的歌",
-)
-CHATTER = (
-    "哈哈哈哈哈",
-    "今天食堂的饭也太难吃了吧",
-    "有人晚上一起打游戏吗？五缺一",
-    "明天几点开会来着，我又忘了",
-    "刚下班，地铁上挤死了",
-    "这个视频笑死我了",
-    "楼上说得对",
-    "+1",
-    "外面下大雨了，大家回家注意安全",
-    "收到",
-    "新出的那部电影评分怎么样",
-    "晚安各位",
 )
 ANSWER = (
     "好的，我明白你的意思了。这个问题可以从几个方面来看：先想清楚自己最在意什么，"

@@ -44,67 +44,16 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a file: python benchmarks/reading.py
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.common import ECHO_BOT, bot, fake_glm, machine, summary, workdir
+from benchmarks.common import CHATTER, ECHO_BOT, bot, fake_glm, machine, summary, workdir
 from tests.support.bot_process import BotProcess, RunningBot
 from tests.support.onebot_client import OneBotClient, at, text
 
 GROUPS = 20  # groups the CPU workload is spread over
 NAMES = ("小明", "阿强", "Lily", "老王", "momo", "张三", "橘子", "Kevin", "二狗", "夏天")
-CHATTER = (
-    "哈哈哈哈哈",
-    "今天食堂的饭也太难吃了吧",
-    "有人晚上一起打游戏吗？五缺一",
-    "明天几点开会来着，我又忘了",
-    "刚下班，地铁上挤死了",
-    "这个视频笑死我了，你们快看",
-    "周末去爬山的人报个名，我统计一下人数",
-    "楼上说得对",
-    "我觉得还是先把作业写完再说吧，不然周一又要熬夜",
-    "+1",
-    "有没有人知道这个报错是什么意思：ModuleNotFoundError",
-    "外面下大雨了，大家回家注意安全",
-    "收到",
-    "新出的那部电影评分怎么样？值不值得去电影院看",
-    "晚安各位",
-)
 BATCH = 50  # memory workload: plain messages between two answered questions
 
 
 # --- the bots ---------------------------------------------------------------------------------
-
-ECHO_ALL_PLUGIN = '''"""Echo every message back, quoting it: the echo bot without its to_me rule."""
-
-from nonebot import on_message
-from nonebot.adapters.onebot.v11 import GroupMessageEvent, Message, MessageEvent, MessageSegment
-
-echo = on_message(priority=50, block=True)
-
-
-@echo.handle()
-async def _(event: MessageEvent) -> None:
-    reply = Message(MessageSegment.text(event.get_plaintext()))
-    if isinstance(event, GroupMessageEvent):
-        reply.insert(0, MessageSegment.reply(event.message_id))
-    await echo.finish(reply)
-'''
-ECHO_ALL_BOT = """import nonebot
-from nonebot.adapters.onebot.v11 import Adapter
-
-nonebot.init(_env_file=("benchmarks/echo_bot/.env.echo",))
-nonebot.get_driver().register_adapter(Adapter)
-nonebot.load_plugin("echo_all")  # from this script's folder
-
-if __name__ == "__main__":
-    nonebot.run()
-"""
-
-
-def echo_all_script(folder: Path) -> str:
-    """The floor bot's script, written into ``folder`` (run from the checkout, as the others)."""
-    (folder / "echo_all.py").write_text(ECHO_ALL_PLUGIN)
-    script = folder / "echo_all_bot.py"
-    script.write_text(ECHO_ALL_BOT)
-    return str(script)
 
 
 @dataclass
@@ -225,7 +174,9 @@ async def paced(subjects: list[Subject], seconds: float, interval: float, blocks
 def subjects_in(base_url: str, folders: list[Path]) -> list[Subject]:
     floor, idle, on, off = folders
     return [
-        Subject("echo floor (echoes each)", bot(base_url, floor, echo_all_script(floor)), True),
+        Subject(
+            "echo floor (echoes each)", bot(base_url, floor, ECHO_BOT, ECHO_EVERY_MESSAGE="1"), True
+        ),
         Subject("idle floor (to_me echo bot)", bot(base_url, idle, ECHO_BOT), False),
         Subject("glm-chat, reading along on", bot(base_url, on), False),
         Subject(

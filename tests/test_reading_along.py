@@ -183,9 +183,10 @@ async def test_a_cancelled_wait_gives_no_slot_away():
 def test_the_same_message_received_by_two_accounts_is_heard_once():
     reading = ReadingAlong(None, keep=1, minutes=1)  # type: ignore[arg-type]
     key = ("group:1", 7, 1700000000, "大家好")
-    assert reading.first_time(key)
-    assert not reading.first_time(key)
-    assert reading.first_time(("group:1", 7, 1700000001, "大家好"))
+    assert reading.first_time(key, "bot-a")
+    assert not reading.first_time(key, "bot-b")  # the other account's copy
+    assert reading.first_time(key, "bot-a")  # the member said it again
+    assert reading.first_time(("group:1", 7, 1700000001, "大家好"), "bot-b")
 
 
 class BrokenLog:

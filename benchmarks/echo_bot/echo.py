@@ -1,10 +1,17 @@
-"""Echo the question back: the least a chat plugin can do per message."""
+"""Echo the question back: the least a chat plugin can do per message.
+
+With ``ECHO_EVERY_MESSAGE=1`` in the environment it echoes every message, addressed or not:
+NoneBot's floor for a message that a plugin reads.
+"""
+
+import os
 
 from nonebot import on_message
 from nonebot.adapters.onebot.v11 import GroupMessageEvent, Message, MessageEvent, MessageSegment
 from nonebot.rule import to_me
 
-echo = on_message(rule=to_me(), priority=50, block=True)
+every = os.environ.get("ECHO_EVERY_MESSAGE") == "1"
+echo = on_message(rule=None if every else to_me(), priority=50, block=True)
 
 
 @echo.handle()

@@ -48,7 +48,7 @@ class ReadingAlong:
         self._task: asyncio.Task[None] | None = None
         self._unsettled: dict[int, str] = {}  # seq -> chat
         self._settled = asyncio.Event()
-        self._recent: OrderedDict[Hashable, None] = OrderedDict()
+        self._recent: OrderedDict[Hashable, str] = OrderedDict()  # message: account
 
     @property
     def on(self) -> bool:
@@ -73,12 +73,13 @@ class ReadingAlong:
                 self._write_behind(), name="glm-chat reading along"
             )
 
-    def first_time(self, key: Hashable) -> bool:
-        """Whether a message (known by ``key``) is heard for the first time: with several QQ
-        accounts in one group, each of them receives it."""
-        if key in self._recent:
+    def first_time(self, key: Hashable, account: str) -> bool:
+        """Whether a message (known by ``key``) is new, not the copy another of the bot's QQ
+        accounts in the same group received (a member saying the same twice is heard twice)."""
+        heard_by = self._recent.get(key)
+        if heard_by is not None and heard_by != account:
             return False
-        self._recent[key] = None
+        self._recent[key] = account
         if len(self._recent) > RECENT_KEYS:
             self._recent.popitem(last=False)
         return True

@@ -333,5 +333,3 @@ class _Context:
     history: list[Turn]
     background: list[Heard]
     summary: str | None
-
-

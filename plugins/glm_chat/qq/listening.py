@@ -36,7 +36,7 @@ async def overhear(
             and options.enabled
             and reading.on
             and text
-            and reading.first_time((chat, event.user_id, event.time, text))
+            and reading.first_time((chat, event.user_id, event.time, text), str(event.self_id))
         ):
             heard = Heard(seq, speaker_of(event), text, str(event.message_id), time.time())
     finally:  # settled whatever happens: later questions wait for it
