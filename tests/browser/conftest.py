@@ -82,6 +82,12 @@ async def running_console(
         yield Console(url, token, link, qq, bot.process)
 
 
+async def ask(console: Console, group: int, user: int, question: str, nickname: str) -> str:
+    """``@bot question`` in a group; the answer the bot sent to QQ."""
+    asked = await console.qq.mention(group, user, question, nickname=nickname)
+    return (await console.qq.reply_to(asked)).text
+
+
 @pytest.fixture(scope="module")
 async def console(glm, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Console]:
     """This module's bot, logged into with GLM_CONSOLE_TOKEN."""

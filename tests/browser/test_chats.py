@@ -5,14 +5,8 @@ from playwright.async_api import Dialog, Page, expect
 
 from plugins.glm_chat.chat.labels import clean_name
 from plugins.glm_chat.chat.prompt import GROUP_NOTE
-from tests.browser.conftest import Console, Screenshot
+from tests.browser.conftest import Console, Screenshot, ask
 from tests.support.fake_glm import FakeGLM
-
-
-async def ask(console: Console, group: int, user: int, question: str, nickname: str) -> str:
-    """``@bot question`` in a group; the answer the bot sent to QQ."""
-    asked = await console.qq.mention(group, user, question, nickname=nickname)
-    return (await console.qq.reply_to(asked)).text
 
 
 async def test_a_group_conversation_is_listed_and_shows_who_asked_what(

@@ -16,7 +16,7 @@ import pytest
 from playwright.async_api import Page, expect
 
 from plugins.glm_chat.chat.context import BACKGROUND_HEADER, CHIME_CUE
-from tests.browser.conftest import CONSOLE_TOKEN, Console, Screenshot, running_console
+from tests.browser.conftest import CONSOLE_TOKEN, Console, Screenshot, ask, running_console
 from tests.support.fake_glm import FakeGLM, Fault
 from tests.support.onebot_client import text
 
@@ -49,11 +49,6 @@ async def until(console: Console, chat: str, ready, what: str) -> dict:
 async def chatter(console: Console, group: int, user: int, line: str, nickname: str) -> None:
     """A group message that is not for the bot."""
     await console.qq.group_message(group, user, [text(line)], nickname=nickname)
-
-
-async def ask(console: Console, group: int, user: int, question: str, nickname: str) -> str:
-    asked = await console.qq.mention(group, user, question, nickname=nickname)
-    return (await console.qq.reply_to(asked)).text
 
 
 async def test_the_summary_and_what_the_group_said_around_a_question_show_as_text(
