@@ -36,8 +36,3 @@ class ChimeGate:
         if len(self._last) > 256:
             self._last = {c: t for c, t in self._last.items() if now - t < self.gap}
         return True
-
-    def remaining(self, chat: str) -> float:
-        """Seconds until ``chat`` may get its next remark."""
-        last = self._last.get(chat)
-        return 0.0 if last is None else max(0.0, self.gap - (self._clock() - last))

@@ -58,8 +58,9 @@ class Arrival:
 
     @classmethod
     def of(cls, event: MessageEvent, services: Services) -> Arrival:
-        place = services.queues.reserve(chat_of(event))
-        seq = services.reading.arrive(chat_of(event))
+        chat = chat_of(event)
+        place = services.queues.reserve(chat)
+        seq = services.reading.arrive(chat)
         return cls(place, seq, weakref.finalize(event, _unclaimed, services.reading, place, seq))
 
     def give(self, work: Work | None) -> None:
