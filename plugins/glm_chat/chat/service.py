@@ -195,7 +195,8 @@ class ChatService:
                 scope=question.scope,
                 heard=question.heard_until,
             )
-            if self.summarizer is not None:
+            # Outside the summary there were fewer turns than the window holds: still none to fold.
+            if self.summarizer is not None and len(history) >= self.settings.history_turns:
                 self.summarizer.fold_later(question.conversation, question.chat)
         else:  # paid for all the same
             await self.store.count_usage(question.chat, completion.usage)
