@@ -319,3 +319,22 @@ def test_only_the_newest_past_turns_carry_their_background():
     users = [m["content"] for m in prompt.messages if m["role"] == "user"][:-1]
     assert prompt.turns == 10
     assert [u.startswith(BACKGROUND_HEADER) for u in users] == [False] * 7 + [True] * 3
+
+
+async def test_a_remark_qq_refuses_is_not_kept_and_its_background_goes_with_the_next_question(
+    parts, fake_glm: FakeGLM
+):
+    service = service_of(*parts)
+    reading = service.reading
+    assert reading is not None
+
+    async def refused(_completion) -> bool:
+        return False
+
+    seq = reading.arrive("group:8")
+    reading.hear("group:8", Heard(seq, BOB, "有人吗", "", time.time()))
+    assert await service.remark("group:8", seq + 1, refused) is not None
+    assert await parts[0].recent("group:8", 5) == []
+    await ask(service, Question("group:8", "刚才谁说话了", ALICE, heard_until=reading.next_seq()))
+    assert "Bob(12): 有人吗" in fake_glm.completions()[-1].messages[-1]["content"]
+    await reading.close()
