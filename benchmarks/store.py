@@ -28,7 +28,7 @@ ANSWER = "这是一个回答，长度和真实的回答差不多，包含一些�
 
 def fill(path: Path, turns: int) -> None:
     """Create the schema through the store, then insert ``turns`` turns quickly."""
-    from plugins.glm_chat.memory.store import ContextStore
+    from plugins.nonebot_plugin_glm_chat.memory.store import ContextStore
 
     async def create() -> None:
         store = await ContextStore.open(path)
@@ -62,8 +62,8 @@ def fill(path: Path, turns: int) -> None:
 
 
 async def measure(path: Path, ops: int, conversations: int) -> list[float]:
-    from plugins.glm_chat.memory.models import Speaker, Turn
-    from plugins.glm_chat.memory.store import ContextStore
+    from plugins.nonebot_plugin_glm_chat.memory.models import Speaker, Turn
+    from plugins.nonebot_plugin_glm_chat.memory.store import ContextStore
 
     store = await ContextStore.open(path)
     speaker = Speaker("42", "member42")

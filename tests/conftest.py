@@ -47,7 +47,7 @@ def pytest_configure(config: pytest.Config) -> None:
     # at the top (the plugin reads its config on import). nonebug's own init is then a no-op.
     nonebot.init(**kwargs)
     nonebot.get_driver().register_adapter(OneBotV11Adapter)
-    nonebot.load_plugin("plugins.glm_chat")
+    nonebot.load_plugin("plugins.nonebot_plugin_glm_chat")
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

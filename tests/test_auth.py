@@ -3,7 +3,13 @@ import time
 import jwt
 import pytest
 
-from plugins.glm_chat.glm.auth import TOKEN_REUSE, Credential, KeyPool, key_label, mint_token
+from plugins.nonebot_plugin_glm_chat.glm.auth import (
+    TOKEN_REUSE,
+    Credential,
+    KeyPool,
+    key_label,
+    mint_token,
+)
 
 
 class Clock:

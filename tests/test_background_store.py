@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from plugins.glm_chat.memory.models import Heard, Speaker, Summary, Turn
-from plugins.glm_chat.memory.store import ContextStore
+from plugins.nonebot_plugin_glm_chat.memory.models import Heard, Speaker, Summary, Turn
+from plugins.nonebot_plugin_glm_chat.memory.store import ContextStore
 
 ALICE, BOB = Speaker("11", "Alice"), Speaker("12", "Bob")
 NOW = time.time()

@@ -8,14 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from plugins.glm_chat.chat.prompt import GROUP_NOTE
-from plugins.glm_chat.chat.queue import ChatQueues
-from plugins.glm_chat.chat.service import ChatService, ChatSettings, Question
-from plugins.glm_chat.glm.auth import KeyPool
-from plugins.glm_chat.glm.client import GLMClient
-from plugins.glm_chat.glm.errors import UpstreamError
-from plugins.glm_chat.memory.models import Speaker
-from plugins.glm_chat.memory.store import ContextStore
+from plugins.nonebot_plugin_glm_chat.chat.prompt import GROUP_NOTE
+from plugins.nonebot_plugin_glm_chat.chat.queue import ChatQueues
+from plugins.nonebot_plugin_glm_chat.chat.service import ChatService, ChatSettings, Question
+from plugins.nonebot_plugin_glm_chat.glm.auth import KeyPool
+from plugins.nonebot_plugin_glm_chat.glm.client import GLMClient
+from plugins.nonebot_plugin_glm_chat.glm.errors import UpstreamError
+from plugins.nonebot_plugin_glm_chat.memory.models import Speaker
+from plugins.nonebot_plugin_glm_chat.memory.store import ContextStore
 from tests.conftest import API_KEY_ID, API_KEY_SECRET
 from tests.support.answers import ask, glm_client_for
 from tests.support.fake_glm import FakeGLM, Fault
@@ -104,7 +104,7 @@ async def test_reset_and_status(service):
 
 
 async def test_options_are_cached_within_a_bound(service, monkeypatch):
-    from plugins.glm_chat.chat import service as chat_module
+    from plugins.nonebot_plugin_glm_chat.chat import service as chat_module
 
     monkeypatch.setattr(chat_module, "OPTIONS_CACHED", 3)
     await service.update_options("group:1", persona="猫")

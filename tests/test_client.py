@@ -8,9 +8,9 @@ import httpx
 import jwt
 import pytest
 
-from plugins.glm_chat.glm.auth import KeyPool
-from plugins.glm_chat.glm.client import Backoff, CallRecord, GLMClient
-from plugins.glm_chat.glm.errors import (
+from plugins.nonebot_plugin_glm_chat.glm.auth import KeyPool
+from plugins.nonebot_plugin_glm_chat.glm.client import Backoff, CallRecord, GLMClient
+from plugins.nonebot_plugin_glm_chat.glm.errors import (
     _USER_MESSAGES,
     APIConnectionError,
     APITimeoutError,

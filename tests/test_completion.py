@@ -2,19 +2,19 @@ import json
 
 import pytest
 
-from plugins.glm_chat.glm.completion import (
+from plugins.nonebot_plugin_glm_chat.glm.completion import (
     Completion,
     StreamAssembler,
     completion_from_json,
     split_reasoning,
 )
-from plugins.glm_chat.glm.errors import (
+from plugins.nonebot_plugin_glm_chat.glm.errors import (
     ContentFilterError,
     RateLimitError,
     UpstreamError,
 )
-from plugins.glm_chat.glm.sse import iter_sse_data
-from plugins.glm_chat.qq.render import answer_text
+from plugins.nonebot_plugin_glm_chat.glm.sse import iter_sse_data
+from plugins.nonebot_plugin_glm_chat.qq.render import answer_text
 
 
 async def chunks(*items: bytes):

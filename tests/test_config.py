@@ -5,16 +5,21 @@ import pytest
 from nonebot.config import DotEnvSettingsSource
 from pydantic import ValidationError
 
-from plugins.glm_chat import startup
-from plugins.glm_chat.config import (
+from plugins.nonebot_plugin_glm_chat import startup
+from plugins.nonebot_plugin_glm_chat.config import (
     DEFAULT_BASE_URL,
     KEY_PLACEHOLDER,
     TOKEN_PLACEHOLDER,
     Config,
 )
-from plugins.glm_chat.glm.auth import key_label
-from plugins.glm_chat.runtime import close_services, open_services
-from plugins.glm_chat.startup import keys_to_use, load_config, secrets_place, setting_line
+from plugins.nonebot_plugin_glm_chat.glm.auth import key_label
+from plugins.nonebot_plugin_glm_chat.runtime import close_services, open_services
+from plugins.nonebot_plugin_glm_chat.startup import (
+    keys_to_use,
+    load_config,
+    secrets_place,
+    setting_line,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 TEMPLATE = ROOT / ".env.prod"
@@ -200,7 +205,7 @@ def test_one_true_line_about_the_keys(key, usable, line, monkeypatch, log_lines)
 
 
 async def test_only_malformed_keys_means_not_configured(tmp_path, log_lines, monkeypatch):
-    from plugins.glm_chat import runtime
+    from plugins.nonebot_plugin_glm_chat import runtime
 
     monkeypatch.setattr(runtime, "_services", None)
     services = await open_services(Config(glm_api_key="nodotkey", glm_db_path=tmp_path / "x.db"))

@@ -11,10 +11,10 @@ from types import SimpleNamespace
 import pytest
 from pydantic import ValidationError
 
-from plugins.glm_chat.chat.context import BACKGROUND_HEADER, CHIME_CUE, QUOTE_MARK
-from plugins.glm_chat.chat.service import PERSONA_LIMIT
-from plugins.glm_chat.console import access, api
-from plugins.glm_chat.console.access import (
+from plugins.nonebot_plugin_glm_chat.chat.context import BACKGROUND_HEADER, CHIME_CUE, QUOTE_MARK
+from plugins.nonebot_plugin_glm_chat.chat.service import PERSONA_LIMIT
+from plugins.nonebot_plugin_glm_chat.console import access, api
+from plugins.nonebot_plugin_glm_chat.console.access import (
     FAILURES_ALLOWED,
     LOCKOUT_SECONDS,
     SESSION_SECONDS,
@@ -24,12 +24,22 @@ from plugins.glm_chat.console.access import (
     same_origin,
     token_path,
 )
-from plugins.glm_chat.console.charts import nice_ceiling, short_number, stacked_bars
-from plugins.glm_chat.console.reads import _turn, context_parts, context_title, is_remark
-from plugins.glm_chat.console.web import duration, templates
-from plugins.glm_chat.console.writes import ChangeRefused, SettingsPatch, known_chat, option_changes
-from plugins.glm_chat.memory.models import Speaker, StoredTurn, Summary, Turn
-from plugins.glm_chat.startup import load_config
+from plugins.nonebot_plugin_glm_chat.console.charts import nice_ceiling, short_number, stacked_bars
+from plugins.nonebot_plugin_glm_chat.console.reads import (
+    _turn,
+    context_parts,
+    context_title,
+    is_remark,
+)
+from plugins.nonebot_plugin_glm_chat.console.web import duration, templates
+from plugins.nonebot_plugin_glm_chat.console.writes import (
+    ChangeRefused,
+    SettingsPatch,
+    known_chat,
+    option_changes,
+)
+from plugins.nonebot_plugin_glm_chat.memory.models import Speaker, StoredTurn, Summary, Turn
+from plugins.nonebot_plugin_glm_chat.startup import load_config
 
 TOKEN = "the-console-token-0123456789"
 ORIGIN = "http://127.0.0.1:8080"

@@ -6,11 +6,11 @@ from datetime import date, timedelta
 import pytest
 from nonebug import App
 
-from plugins.glm_chat.chat.prompt import GROUP_NOTE
-from plugins.glm_chat.chat.service import Question
-from plugins.glm_chat.config import DEFAULT_SYSTEM_PROMPT
-from plugins.glm_chat.memory.models import Speaker
-from plugins.glm_chat.runtime import get_services
+from plugins.nonebot_plugin_glm_chat.chat.prompt import GROUP_NOTE
+from plugins.nonebot_plugin_glm_chat.chat.service import Question
+from plugins.nonebot_plugin_glm_chat.config import DEFAULT_SYSTEM_PROMPT
+from plugins.nonebot_plugin_glm_chat.memory.models import Speaker
+from plugins.nonebot_plugin_glm_chat.runtime import get_services
 from tests.conftest import SUPERUSER_ID
 from tests.support.answers import ask
 from tests.support.events import group_message, private_message

@@ -2,7 +2,12 @@
 
 import pytest
 
-from plugins.glm_chat.chat.labels import NAME_LIMIT, clean_name, clean_text, strip_invisible
+from plugins.nonebot_plugin_glm_chat.chat.labels import (
+    NAME_LIMIT,
+    clean_name,
+    clean_text,
+    strip_invisible,
+)
 
 # Every line break kind that str.splitlines (and so a model's tokenizer, as a rule) honours.
 SEPARATORS = ["\n", "\r\n", "\r", "\v", "\f", "\x1c", "\x1d", "\x1e", "\x85", "\u2028", "\u2029"]

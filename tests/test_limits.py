@@ -1,4 +1,4 @@
-from plugins.glm_chat.chat.limits import Cooldown, OncePerDay, Verdict
+from plugins.nonebot_plugin_glm_chat.chat.limits import Cooldown, OncePerDay, Verdict
 
 
 def test_one_question_per_window_and_one_warning():

@@ -9,8 +9,8 @@ import pytest
 from nonebot.adapters.onebot.v11 import Message, MessageSegment
 from nonebug import App
 
-from plugins.glm_chat.chat.context import BACKGROUND_HEADER
-from plugins.glm_chat.runtime import get_services
+from plugins.nonebot_plugin_glm_chat.chat.context import BACKGROUND_HEADER
+from plugins.nonebot_plugin_glm_chat.runtime import get_services
 from tests.conftest import IGNORED_BOT_ID
 from tests.support.events import SELF_ID, group_message, private_message
 from tests.support.matching import plain, quoted, receive

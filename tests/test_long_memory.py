@@ -10,19 +10,19 @@ from pathlib import Path
 
 import pytest
 
-from plugins.glm_chat.chat.context import BACKGROUND_HEADER, CHIME_CUE, Quote
-from plugins.glm_chat.chat.prompt import (
+from plugins.nonebot_plugin_glm_chat.chat.context import BACKGROUND_HEADER, CHIME_CUE, Quote
+from plugins.nonebot_plugin_glm_chat.chat.prompt import (
     IMAGE_TOKENS,
     MESSAGE_OVERHEAD,
     SUMMARY_HEADER,
     build_prompt,
     estimate_tokens,
 )
-from plugins.glm_chat.chat.reading import ReadingAlong
-from plugins.glm_chat.chat.service import ChatService, ChatSettings, Question
-from plugins.glm_chat.chat.summary import Summarizer, summary_chars
-from plugins.glm_chat.memory.models import Heard, Speaker, Summary, Turn
-from plugins.glm_chat.memory.store import ContextStore
+from plugins.nonebot_plugin_glm_chat.chat.reading import ReadingAlong
+from plugins.nonebot_plugin_glm_chat.chat.service import ChatService, ChatSettings, Question
+from plugins.nonebot_plugin_glm_chat.chat.summary import Summarizer, summary_chars
+from plugins.nonebot_plugin_glm_chat.memory.models import Heard, Speaker, Summary, Turn
+from plugins.nonebot_plugin_glm_chat.memory.store import ContextStore
 from tests.support.answers import ask, glm_client_for
 from tests.support.fake_glm import FakeGLM, Fault
 

@@ -8,13 +8,13 @@ import pytest
 from nonebot.adapters.onebot.v11 import ActionFailed, Bot, Message, MessageSegment
 from nonebug import App
 
-from plugins.glm_chat import runtime
-from plugins.glm_chat.chat.prompt import history_tokens
-from plugins.glm_chat.chat.stats import CallStats
-from plugins.glm_chat.glm.auth import KeyPool
-from plugins.glm_chat.glm.client import CallRecord
-from plugins.glm_chat.memory.models import Speaker, Turn
-from plugins.glm_chat.runtime import get_services
+from plugins.nonebot_plugin_glm_chat import runtime
+from plugins.nonebot_plugin_glm_chat.chat.prompt import history_tokens
+from plugins.nonebot_plugin_glm_chat.chat.stats import CallStats
+from plugins.nonebot_plugin_glm_chat.glm.auth import KeyPool
+from plugins.nonebot_plugin_glm_chat.glm.client import CallRecord
+from plugins.nonebot_plugin_glm_chat.memory.models import Speaker, Turn
+from plugins.nonebot_plugin_glm_chat.runtime import get_services
 from tests.conftest import API_KEY_SECRET, IGNORED_BOT_ID, SUPERUSER_ID
 from tests.support.events import SELF_ID, group_message, private_message
 from tests.support.fake_glm import Fault
@@ -211,7 +211,7 @@ async def test_each_fault_gets_its_sentence_stores_nothing_and_logs_its_code(
 
 
 def _sentence_containing(fragment: str) -> str:
-    from plugins.glm_chat.glm.errors import _FALLBACK_MESSAGE, _USER_MESSAGES
+    from plugins.nonebot_plugin_glm_chat.glm.errors import _FALLBACK_MESSAGE, _USER_MESSAGES
 
     sentences = [text for _, text in _USER_MESSAGES] + [_FALLBACK_MESSAGE]
     (match,) = [text for text in sentences if fragment in text]

@@ -7,8 +7,8 @@ from nonebot import on_message
 from nonebot.adapters.onebot.v11 import Message, MessageSegment
 from nonebug import App
 
-from plugins.glm_chat.memory.models import Turn
-from plugins.glm_chat.runtime import get_services
+from plugins.nonebot_plugin_glm_chat.memory.models import Turn
+from plugins.nonebot_plugin_glm_chat.runtime import get_services
 from tests.conftest import IGNORED_BOT_ID, SUPERUSER_ID
 from tests.support.events import group_message, private_message
 from tests.support.fake_glm import Fault
@@ -162,7 +162,7 @@ async def test_a_command_after_a_quote_the_client_could_not_look_up_still_runs(a
 
 
 async def test_the_console_link_goes_to_superusers_in_private_only(app: App, group, monkeypatch):
-    from plugins.glm_chat.console.access import door
+    from plugins.nonebot_plugin_glm_chat.console.access import door
 
     monkeypatch.setattr(door, "link", "http://127.0.0.1:8080/glm/login?token=T" + "x" * 16)
     asked = private_message("/glm console", user_id=SUPERUSER_ID)

@@ -3,9 +3,13 @@ import unicodedata
 
 import pytest
 
-from plugins.glm_chat.chat.labels import INDENT
-from plugins.glm_chat.chat.prompt import build_prompt, estimate_tokens, history_tokens
-from plugins.glm_chat.memory.models import Speaker, Turn
+from plugins.nonebot_plugin_glm_chat.chat.labels import INDENT
+from plugins.nonebot_plugin_glm_chat.chat.prompt import (
+    build_prompt,
+    estimate_tokens,
+    history_tokens,
+)
+from plugins.nonebot_plugin_glm_chat.memory.models import Speaker, Turn
 
 
 def build_messages(*args, **kwargs):

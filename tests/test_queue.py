@@ -6,7 +6,7 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 
-from plugins.glm_chat.chat.queue import ChatQueues, QueueClosedError, Work
+from plugins.nonebot_plugin_glm_chat.chat.queue import ChatQueues, QueueClosedError, Work
 
 
 def queues(personal: frozenset[str] = frozenset()) -> ChatQueues:

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from plugins.glm_chat.chat.chime import ChimeGate
-from plugins.glm_chat.chat.reading import FLUSH_DELAY, ReadingAlong
-from plugins.glm_chat.glm.slots import Slots
-from plugins.glm_chat.memory.models import Heard, Speaker
-from plugins.glm_chat.memory.store import ContextStore
+from plugins.nonebot_plugin_glm_chat.chat.chime import ChimeGate
+from plugins.nonebot_plugin_glm_chat.chat.reading import FLUSH_DELAY, ReadingAlong
+from plugins.nonebot_plugin_glm_chat.glm.slots import Slots
+from plugins.nonebot_plugin_glm_chat.memory.models import Heard, Speaker
+from plugins.nonebot_plugin_glm_chat.memory.store import ContextStore
 
 ALICE = Speaker("11", "Alice")
 

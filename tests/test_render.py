@@ -2,7 +2,7 @@ import textwrap
 
 import pytest
 
-from plugins.glm_chat.qq.render import markdown_to_text, split_text
+from plugins.nonebot_plugin_glm_chat.qq.render import markdown_to_text, split_text
 
 
 def test_markdown_becomes_plain_text():

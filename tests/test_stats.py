@@ -1,7 +1,7 @@
 from datetime import datetime, timedelta
 
-from plugins.glm_chat.chat.stats import CallStats, percentile
-from plugins.glm_chat.glm.client import CallRecord
+from plugins.nonebot_plugin_glm_chat.chat.stats import CallStats, percentile
+from plugins.nonebot_plugin_glm_chat.glm.client import CallRecord
 
 
 def record(total_s: float, *, error: str | None = None, code=None, status=None) -> CallRecord:

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from plugins.glm_chat.glm.completion import Usage
-from plugins.glm_chat.memory import store as store_module
-from plugins.glm_chat.memory.models import ChatOptions, Speaker, Turn
-from plugins.glm_chat.memory.store import (
+from plugins.nonebot_plugin_glm_chat.glm.completion import Usage
+from plugins.nonebot_plugin_glm_chat.memory import store as store_module
+from plugins.nonebot_plugin_glm_chat.memory.models import ChatOptions, Speaker, Turn
+from plugins.nonebot_plugin_glm_chat.memory.store import (
     MIGRATIONS,
     ContextStore,
     SchemaTooNewError,
@@ -107,7 +107,7 @@ async def test_a_failed_write_leaves_nothing_behind(tmp_db: Path):
 
 
 async def test_a_v1_database_is_migrated_and_its_usage_counted(tmp_db: Path, monkeypatch):
-    from plugins.glm_chat.memory import store as store_module
+    from plugins.nonebot_plugin_glm_chat.memory import store as store_module
 
     monkeypatch.setattr(store_module, "MIGRATIONS", MIGRATIONS[:1])
     await (await ContextStore.open(tmp_db)).close()

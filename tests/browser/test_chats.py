@@ -3,8 +3,8 @@ text from QQ or the model shown as text, never as HTML."""
 
 from playwright.async_api import Dialog, Page, expect
 
-from plugins.glm_chat.chat.labels import clean_name
-from plugins.glm_chat.chat.prompt import GROUP_NOTE
+from plugins.nonebot_plugin_glm_chat.chat.labels import clean_name
+from plugins.nonebot_plugin_glm_chat.chat.prompt import GROUP_NOTE
 from tests.browser.conftest import Console, Screenshot, ask
 from tests.support.fake_glm import FakeGLM
 

@@ -15,7 +15,7 @@ import httpx
 import pytest
 from playwright.async_api import Page, expect
 
-from plugins.glm_chat.chat.context import BACKGROUND_HEADER, CHIME_CUE
+from plugins.nonebot_plugin_glm_chat.chat.context import BACKGROUND_HEADER, CHIME_CUE
 from tests.browser.conftest import CONSOLE_TOKEN, Console, Screenshot, ask, running_console
 from tests.support.fake_glm import FakeGLM, Fault
 from tests.support.onebot_client import text

@@ -22,7 +22,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from plugins.glm_chat.chat.context import BACKGROUND_HEADER
+from plugins.nonebot_plugin_glm_chat.chat.context import BACKGROUND_HEADER
 from tests.e2e.conftest import ACCESS_TOKEN, KEY_ID, KEY_SECRET, SELF_ID, SUPERUSER
 from tests.e2e.test_startup import refused, told
 from tests.support.bot_process import RunningBot

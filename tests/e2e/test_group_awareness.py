@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from plugins.glm_chat.chat.prompt import estimate_tokens
+from plugins.nonebot_plugin_glm_chat.chat.prompt import estimate_tokens
 from tests.e2e.conftest import ACCESS_TOKEN, SELF_ID
 from tests.support.bot_process import RunningBot
 from tests.support.fake_glm import (

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from plugins.glm_chat.config import KEY_PLACEHOLDER
+from plugins.nonebot_plugin_glm_chat.config import KEY_PLACEHOLDER
 from tests.e2e.conftest import ACCESS_TOKEN, SELF_ID
 from tests.support.bot_process import ROOT, BotProcess, RunningBot
 
@@ -192,7 +192,7 @@ def test_the_plugin_loads_and_starts_on_a_driver_without_an_http_server(tmp_path
         "sys.path.insert(0, '.')\n"
         "import nonebot\n"
         "nonebot.init(driver='~none')\n"
-        "plugin = nonebot.load_plugin('plugins.glm_chat')\n"
+        "plugin = nonebot.load_plugin('plugins.nonebot_plugin_glm_chat')\n"
         "assert plugin is not None and plugin.metadata is not None\n"
         "driver = nonebot.get_driver()\n"
         "@driver.on_startup\n"

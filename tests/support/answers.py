@@ -3,10 +3,10 @@ the fake server."""
 
 from __future__ import annotations
 
-from plugins.glm_chat.chat.service import ChatService, Question
-from plugins.glm_chat.glm.auth import KeyPool
-from plugins.glm_chat.glm.client import Backoff, GLMClient
-from plugins.glm_chat.glm.completion import Completion
+from plugins.nonebot_plugin_glm_chat.chat.service import ChatService, Question
+from plugins.nonebot_plugin_glm_chat.glm.auth import KeyPool
+from plugins.nonebot_plugin_glm_chat.glm.client import Backoff, GLMClient
+from plugins.nonebot_plugin_glm_chat.glm.completion import Completion
 from tests.conftest import API_KEY_ID, API_KEY_SECRET
 
 

@@ -9,9 +9,9 @@ import pytest
 from nonebot.adapters.onebot.v11 import Bot, Message, MessageEvent, MessageSegment
 from nonebug import App
 
-from plugins.glm_chat import runtime
-from plugins.glm_chat.memory.models import Turn
-from plugins.glm_chat.runtime import get_services
+from plugins.nonebot_plugin_glm_chat import runtime
+from plugins.nonebot_plugin_glm_chat.memory.models import Turn
+from plugins.nonebot_plugin_glm_chat.runtime import get_services
 from tests.support.events import SELF_ID
 
 
