@@ -218,3 +218,19 @@ async def test_numbers_go_on_from_those_kept_even_if_the_clock_went_back(store):
     await reading.start()
     assert reading.next_seq() > future
     await reading.close()
+
+
+@pytest.mark.parametrize("ticks", [0, 1, 2, 3])
+async def test_closing_just_as_a_message_is_heard_stops_and_keeps_it(store, ticks):
+    """The bot's shutdown may come in the same instant as a member's message: it must neither
+    hang (a cancellation lost in ``wait_for``, Python < 3.12) nor lose the message."""
+    reading = ReadingAlong(store.background, keep=20, minutes=60)
+    await reading.start()
+    await asyncio.sleep(0)  # the writer waits for work
+    said(reading, "group:1", "晚安")
+    for _ in range(ticks):
+        await asyncio.sleep(0)
+    closing = asyncio.ensure_future(reading.close())
+    done, _ = await asyncio.wait({closing}, timeout=3)
+    assert done, "closing hung"
+    assert await store.background.count("group:1", 0) == 1

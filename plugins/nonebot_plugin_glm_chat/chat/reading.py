@@ -46,6 +46,7 @@ class ReadingAlong:
         self._write_lock = asyncio.Lock()
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._closing = False
         self._unsettled: dict[int, str] = {}  # seq -> chat
         self._settled = asyncio.Event()
         self._recent: OrderedDict[Hashable, str] = OrderedDict()  # message: account
@@ -183,9 +184,11 @@ class ReadingAlong:
     async def close(self) -> None:
         """Write what is waiting and stop."""
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            # Asked, not cancelled: before Python 3.12 a cancellation that arrives just as
+            # ``wait_for`` finishes is lost, and the writer would wait another minute.
+            self._closing = True
+            self._wake.set()
+            await self._task
             self._task = None
         try:
             await self.flush()
@@ -194,10 +197,12 @@ class ReadingAlong:
 
     async def _write_behind(self) -> None:
         swept = 0.0
-        while True:
+        while not self._closing:
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), SWEEP_EVERY)
             self._wake.clear()
+            if self._closing:
+                return  # ``close`` writes what waits
             if len(self._pending) < FLUSH_ROWS:
                 await asyncio.sleep(FLUSH_DELAY)
             try:
