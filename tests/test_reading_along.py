@@ -234,3 +234,24 @@ async def test_closing_just_as_a_message_is_heard_stops_and_keeps_it(store, tick
     done, _ = await asyncio.wait({closing}, timeout=3)
     assert done, "closing hung"
     assert await store.background.count("group:1", 0) == 1
+
+
+async def test_a_start_holds_every_group_to_the_bound_again(store):
+    """A ``kill -9`` between writing messages and pruning them, or a bound lowered while the
+    bot was down, leaves more than the bound: the next start keeps only the newest."""
+    now = time.time()
+    rows = [
+        (chat, Heard(seq, ALICE, f"{chat} {seq}", "", now))
+        for chat in ("group:1", "group:2")
+        for seq in range(1, 7)
+    ]
+    await store.background.add(rows, 10)
+    reading = ReadingAlong(store.background, keep=3, minutes=60)
+    await reading.start()
+    try:
+        for chat in ("group:1", "group:2"):
+            kept = await reading.since(chat, chat, reading.next_seq())
+            assert [heard.text for heard in kept] == [f"{chat} {seq}" for seq in (4, 5, 6)]
+            assert await reading.count(chat) == 3
+    finally:
+        await reading.close()

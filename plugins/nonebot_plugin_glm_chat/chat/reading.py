@@ -67,8 +67,11 @@ class ReadingAlong:
 
     async def start(self) -> None:
         """Number on from the numbers already kept (a clock set back since must not hide new
-        messages behind them); start writing heard messages, deleting those grown too old."""
+        messages behind them), hold every group to the bound again; start writing heard
+        messages, deleting those grown too old."""
         self._last_seq = max(self._last_seq, await self.log.last_seq())
+        if self.on:
+            await self.log.trim(self.keep)
         if self._task is None:
             self._task = asyncio.get_running_loop().create_task(
                 self._write_behind(), name="glm-chat reading along"

@@ -45,14 +45,23 @@ class BackgroundLog:
 
     async def _prune(self, chats: Sequence[str], keep: int) -> None:
         marks = ", ".join("?" * len(chats))
-        await self._db.execute(
+        await self._trim(f"WHERE chat IN ({marks})", [*chats, keep])
+
+    async def trim(self, keep: int) -> int:
+        """Keep the newest ``keep`` rows of every chat: a ``kill -9`` between a write and its
+        pruning, or a bound lowered since, leaves more. Returns how many were deleted."""
+        return await self._trim("", [keep])
+
+    async def _trim(self, where: str, params: Sequence[object]) -> int:
+        cursor = await self._db.execute(
             "DELETE FROM background WHERE (chat, seq) IN ("
             " SELECT chat, seq FROM ("
             "  SELECT chat, seq, ROW_NUMBER() OVER (PARTITION BY chat ORDER BY seq DESC) AS n"
-            f"  FROM background WHERE chat IN ({marks})"
+            f"  FROM background {where}"
             " ) WHERE n > ?)",
-            [*chats, keep],
+            params,
         )
+        return cursor.rowcount
 
     async def since(
         self, chat: str, conversation: str, until: int, *, keep: int, oldest_at: float
