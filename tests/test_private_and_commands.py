@@ -181,3 +181,29 @@ async def test_the_console_link_goes_to_superusers_in_private_only(app: App, gro
         asked,
         plain("网页控制台没有开启（GLM_CONSOLE=off，或驱动器没有 HTTP 服务）。"),
     )
+
+
+async def test_messages_the_bot_leaves_unanswered_reach_the_host_bots_other_plugins(
+    app: App, fake_glm, user, group
+):
+    """Inside someone else's bot: what glm-chat answers is its own, what it lets go (its chat
+    is switched off) goes on to the other plugins' matchers behind it."""
+    other = on_message(priority=20)  # another plugin's private-chat and group replies
+
+    @other.handle()
+    async def _reply() -> None:
+        await other.send(Message("另一个插件收到了"))
+
+    try:
+        answered = private_message("你好", user_id=user)
+        await receive(app, answered, plain("回声#2：你好"))
+        for chat in (f"private:{user}", f"group:{group}"):
+            await get_services().chat.update_options(chat, enabled=False)
+        for let_go in (
+            private_message("还在吗", user_id=user),
+            group_message("还在吗", group_id=group),
+        ):
+            await receive(app, let_go, plain("另一个插件收到了"))
+    finally:
+        other.destroy()
+    assert len(fake_glm.completions()) == 1

@@ -23,7 +23,8 @@ T = TypeVar("T")
 
 @dataclass(frozen=True)
 class Work:
-    """What a message asks for."""
+    """What a message asks for. ``run`` returns False when it lets the message go without a
+    word (then other plugins may take it)."""
 
     run: Callable[[], Awaitable[object]]
     # The member whose own conversation it touches (their lane in personal mode), or None
@@ -38,13 +39,14 @@ class QueueClosedError(RuntimeError):
 class Place:
     """A message's place in its chat's queue."""
 
-    __slots__ = ("error", "filled", "finished", "work")
+    __slots__ = ("error", "filled", "finished", "let_go", "work")
 
     def __init__(self) -> None:
         self.filled = asyncio.Event()
         self.finished = asyncio.Event()
         self.work: Work | None = None
         self.error: BaseException | None = None
+        self.let_go = False  # the work ran and said nothing
 
     async def wait(self) -> None:
         """Until the work has run (or never will); raises what the work raised."""
@@ -191,7 +193,7 @@ class ChatQueues:
         """Run a place's work; what it raises (a cancellation aside) goes to its waiter."""
         assert place.work is not None
         try:
-            await place.work.run()
+            place.let_go = await place.work.run() is False
         except asyncio.CancelledError:
             raise
         except BaseException as error:  # the waiter re-raises it (a test's failure included)

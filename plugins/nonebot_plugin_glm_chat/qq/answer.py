@@ -37,26 +37,28 @@ UNKNOWN_VISION_MODEL = (
 )
 
 
-async def answer(outbox: Outbox, event: MessageEvent, heard_until: int | None = None) -> None:
+async def answer(outbox: Outbox, event: MessageEvent, heard_until: int | None = None) -> bool:
     """Answer ``event``: the reply is stored as a turn only once QQ accepted it. In a group the
-    question carries the background heard before ``heard_until``, and any quoted message."""
+    question carries the background heard before ``heard_until``, and any quoted message.
+    Returns False when the bot stays silent (the chat is off, the asker was told already), so
+    that the host bot's other plugins may take the message."""
     services = get_services()
     config = services.config
     chat_key = chat_of(event)
     options = await services.chat.options(chat_key)
     if not options.enabled:
-        return
+        return False
     images = images_of(event)
     question = question_text(event.get_message(), str(event.self_id))
     if not question and not images:
         group = isinstance(event, GroupMessageEvent)
         await outbox.say(event, EMPTY_HINT if group else EMPTY_HINT_PRIVATE)
-        return
+        return True
     refusal = None if is_exempt(event) else await _over_limit(services, event, chat_key)
     if refusal is not None:
         if refusal:  # empty: already told, stay quiet
             await outbox.say(event, refusal)
-        return
+        return bool(refusal)
     notes: list[str] = []
     if len(question) > config.glm_max_input_chars:
         question = question[: config.glm_max_input_chars]
@@ -91,6 +93,7 @@ async def answer(outbox: Outbox, event: MessageEvent, heard_until: int | None = 
     except Exception as error:
         logger.opt(exception=error).error(f"glm-chat: unexpected failure in {conversation}")
         await outbox.say(event, UNEXPECTED_ERROR)
+    return True
 
 
 async def _quote(

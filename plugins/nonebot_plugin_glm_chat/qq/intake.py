@@ -18,7 +18,7 @@ import weakref
 from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import partial
-from typing import Any
+from typing import Any, TypeVar
 
 from nonebot import get_bots, get_driver, on_message
 from nonebot.adapters.onebot.v11 import (
@@ -26,9 +26,9 @@ from nonebot.adapters.onebot.v11 import (
     Bot,
     GroupMessageEvent,
     MessageEvent,
-    PrivateMessageEvent,
 )
 from nonebot.consts import CMD_ARG_KEY, CMD_KEY, CMD_WHITESPACE_KEY, PREFIX_KEY
+from nonebot.matcher import Matcher
 from nonebot.message import event_postprocessor, event_preprocessor
 from nonebot.rule import Rule, TrieRule
 from nonebot.typing import T_State
@@ -84,27 +84,39 @@ def _arrive(event: MessageEvent) -> Arrival | None:
     return Arrival.of(event, services) if services is not None else None
 
 
-class GroupMessage(GroupMessageEvent):
-    """A group message that takes its place in its chat's queue as it is parsed."""
-
-    _glm_arrival: Arrival | None = PrivateAttr(default=None)
-
-    def model_post_init(self, context: Any, /) -> None:
-        super().model_post_init(context)
-        self._glm_arrival = _arrive(self)
+E = TypeVar("E", bound=MessageEvent)
 
 
-class PrivateMessage(PrivateMessageEvent):
-    """A private message that takes its place in its chat's queue as it is parsed."""
+def arriving(base: type[E]) -> type[E]:
+    """``base`` (the adapter's model for these messages, or the one another plugin set) that
+    also takes its place in its chat's queue as it is parsed."""
 
-    _glm_arrival: Arrival | None = PrivateAttr(default=None)
+    class Arriving(base):  # type: ignore[valid-type,misc]
+        _glm_arrival: Arrival | None = PrivateAttr(default=None)
 
-    def model_post_init(self, context: Any, /) -> None:
-        super().model_post_init(context)
-        self._glm_arrival = _arrive(self)
+        def model_post_init(self, context: Any, /) -> None:
+            super().model_post_init(context)
+            self._glm_arrival = _arrive(self)
+
+    Arriving.__name__ = Arriving.__qualname__ = base.__name__  # as the host's logs know it
+    return Arriving
 
 
-Adapter.add_custom_model(GroupMessage, PrivateMessage)
+def register_arrival_models() -> None:
+    """Make the OneBot adapter parse group and private messages with ``arriving`` models.
+
+    The adapter keeps one model per kind of event for the whole process: ours extends the one
+    in place (another plugin's own included) instead of replacing it, and does nothing while
+    glm-chat is not running. A plugin that sets its model later wins; then messages take their
+    places in the preprocessor instead, a moment later (see ``_decide``).
+    """
+    for kind in ("group", "private"):
+        current = next(Adapter.get_event_model({"post_type": "message", "message_type": kind}))
+        if "_glm_arrival" not in current.__private_attributes__:
+            Adapter.add_custom_model(arriving(current))
+
+
+register_arrival_models()
 
 
 @event_preprocessor
@@ -245,12 +257,15 @@ async def _has_work(state: T_State) -> bool:
 
 
 # The plugin's one matcher, for questions and commands alike: checking a matcher costs NoneBot
-# about as much CPU as echoing the message, so a message should meet one, not several.
-waiter = on_message(rule=Rule(_has_work), priority=10, block=True)
+# about as much CPU as echoing the message, so a message should meet one, not several. It keeps
+# from the host bot's other plugins only the messages it answered.
+waiter = on_message(rule=Rule(_has_work), priority=10, block=False)
 
 
 @waiter.handle()
-async def _hand_over_and_wait(state: T_State) -> None:
+async def _hand_over_and_wait(matcher: Matcher, state: T_State) -> None:
     arrival, work = state[STATE_KEY]
     arrival.give(work)
     await arrival.place.wait()
+    if not arrival.place.let_go:
+        matcher.stop_propagation()
