@@ -1,4 +1,5 @@
 import time
+import warnings
 
 import jwt
 import pytest
@@ -95,3 +96,16 @@ def test_pool_with_every_key_resting_uses_the_one_back_soonest():
     pool.rest(a, 100, "401")
     pool.rest(b, 50, "1113")
     assert pool.pick() is b
+
+
+def test_a_short_secret_is_signed_quietly_without_silencing_the_host_bot():
+    """Our own 16-character secrets raise no warning, and the process's warning filters stay
+    as they were: another plugin's short HMAC key still gets PyJWT's advice."""
+    filters = list(warnings.filters)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        mint_token("id", "0123456789abcdef", time.time())
+        assert caught == []
+        jwt.encode({"x": 1}, "short", algorithm="HS256")
+    assert warnings.filters == filters
+    assert [w.category for w in caught] == [jwt.InsecureKeyLengthWarning]

@@ -13,9 +13,6 @@ import jwt
 
 AuthMode = Literal["jwt", "key"]
 
-# The platform issues 16-character secrets; PyJWT's advice to use 32 bytes is noise here.
-warnings.filterwarnings("ignore", message="The HMAC key is .* below the minimum recommended")
-
 # Zhipu's own SDK gives a token 210 s of life and reuses it for 180 s; so do we.
 TOKEN_LIFETIME = 210.0
 TOKEN_REUSE = 180.0
@@ -33,7 +30,11 @@ def mint_token(key_id: str, secret: str, now: float, lifetime: float = TOKEN_LIF
     """The platform JWT: HS256 with ``sign_type: SIGN``, ``exp``/``timestamp`` in milliseconds."""
     now_ms = int(now * 1000)
     payload = {"api_key": key_id, "exp": now_ms + int(lifetime * 1000), "timestamp": now_ms}
-    return jwt.encode(payload, secret, algorithm="HS256", headers={"sign_type": "SIGN"})
+    with warnings.catch_warnings():
+        # The platform issues 16-character secrets: PyJWT's advice to use 32 bytes is noise
+        # here (silenced for this call only, not for the host bot's own use of PyJWT).
+        warnings.filterwarnings("ignore", message="The HMAC key is .* below the minimum")
+        return jwt.encode(payload, secret, algorithm="HS256", headers={"sign_type": "SIGN"})
 
 
 class Credential:
