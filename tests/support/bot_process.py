@@ -26,10 +26,17 @@ class BotProcess:
     """Starts and stops the bot; its output goes to ``log_path``."""
 
     def __init__(
-        self, env: dict[str, str], log_path: Path, script: str = "bot.py", *, cwd: Path = ROOT
+        self,
+        env: dict[str, str],
+        log_path: Path,
+        script: str = "bot.py",
+        *,
+        cwd: Path = ROOT,
+        python: str = sys.executable,
     ) -> None:
         self.script = script
         self.cwd = cwd
+        self.python = python
         self.port = free_port()
         self.log_path = log_path
         inherited = {k: v for k, v in os.environ.items() if not k.startswith(("GLM_", "ONEBOT_"))}
@@ -43,7 +50,7 @@ class BotProcess:
     def start(self) -> BotProcess:
         with self.log_path.open("ab") as log:
             self._process = subprocess.Popen(
-                [sys.executable, self.script],
+                [self.python, self.script],
                 cwd=self.cwd,
                 env=self.env,
                 stdout=log,
@@ -145,8 +152,10 @@ class RunningBot:
         self_id: int,
         token: str,
         script: str = "bot.py",
+        cwd: Path = ROOT,
+        python: str = sys.executable,
     ) -> None:
-        self.process = BotProcess(env, log_path, script)
+        self.process = BotProcess(env, log_path, script, cwd=cwd, python=python)
         self.qq = OneBotClient("", self_id, token)
 
     async def __aenter__(self) -> OneBotClient:

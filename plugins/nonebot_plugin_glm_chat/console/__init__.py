@@ -22,9 +22,16 @@ PREFIX = "/glm"
 
 
 def install(config: Config) -> bool:
-    """Add the console's routes to the driver's app; False when there is none to add to."""
+    """Add the console's routes to the driver's app; False (said once) when the driver serves
+    no FastAPI app to add them to."""
+    if config.glm_console != "on":
+        return False
     app: Any = getattr(get_driver(), "server_app", None)
-    if config.glm_console != "on" or app is None:
+    if app is None or not type(app).__module__.startswith("fastapi"):
+        logger.info(
+            "glm-chat console: off, it needs NoneBot's FastAPI driver (DRIVER=~fastapi);"
+            " the bot answers in QQ all the same"
+        )
         return False
     from . import api, pages  # FastAPI is only imported where the driver has it
 
