@@ -51,7 +51,9 @@ def workdir() -> Iterator[Path]:
         yield Path(name)
 
 
-def bot(base_url: str, folder: Path, script: str = "bot.py", **settings: str) -> RunningBot:
+def bot(
+    base_url: str, folder: Path, script: str = "bot.py", *, self_id: int = SELF_ID, **settings: str
+) -> RunningBot:
     """The bot (or the echo bot) on a fresh database in ``folder``, logging warnings only."""
     env = {
         "GLM_API_KEY": f"{KEY_ID}.{KEY_SECRET}",
@@ -64,7 +66,7 @@ def bot(base_url: str, folder: Path, script: str = "bot.py", **settings: str) ->
     return RunningBot(
         env,
         folder / f"{Path(script).parent.name or 'bot'}.log",
-        self_id=SELF_ID,
+        self_id=self_id,
         token=TOKEN,
         script=script,
     )

@@ -5,12 +5,14 @@
 #   bash tests/system-deps.sh
 #
 # chromium: the browser the console's tests (tests/browser) drive with Playwright;
-# fonts-wqy-microhei: a small CJK font, so that their screenshots show Chinese, not boxes.
+# fonts-wqy-microhei: a small CJK font, so that their screenshots show Chinese, not boxes;
+# redis-server: the Redis the shared concurrency cap's tests start (GLM_REDIS_URL).
 set -euo pipefail
 
 PACKAGES=(
     chromium
     fonts-wqy-microhei
+    redis-server
 )
 
 installed() {

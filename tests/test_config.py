@@ -72,7 +72,12 @@ def test_ids_and_urls_are_normalised():
 
 @pytest.mark.parametrize(
     "bad",
-    [{"glm_call_mode": "poll"}, {"glm_base_url": "open.bigmodel.cn"}, {"glm_timeout": 0}],
+    [
+        {"glm_call_mode": "poll"},
+        {"glm_base_url": "open.bigmodel.cn"},
+        {"glm_timeout": 0},
+        {"glm_redis_url": "127.0.0.1:6379"},
+    ],
 )
 def test_bad_settings_are_refused_by_name(bad):
     with pytest.raises(ValidationError, match=next(iter(bad))):
@@ -137,6 +142,25 @@ def test_bad_settings_stop_the_start_one_line_each(env, lines, monkeypatch, log_
         load_config()
     assert stopped.value.code == 1
     assert told(log_lines) == lines
+
+
+def test_a_redis_url_without_the_redis_package_stops_the_start_in_one_line(
+    monkeypatch, log_lines
+):
+    monkeypatch.setenv("GLM_REDIS_URL", "redis://127.0.0.1:6379/0")
+    monkeypatch.setenv("ONEBOT_ACCESS_TOKEN", "a-long-random-token")
+    find_spec = startup.importlib.util.find_spec
+    monkeypatch.setattr(
+        startup.importlib.util,
+        "find_spec",
+        lambda name, *args: None if name == "redis" else find_spec(name, *args),
+    )
+    with pytest.raises(SystemExit):
+        load_config()
+    assert told(log_lines) == [
+        "GLM_REDIS_URL is set, but the redis package is not installed: pip install"
+        ' "nonebot-plugin-glm-chat[redis]" (in the checkout: pip install ".[redis]")'
+    ]
 
 
 def test_good_settings_load(monkeypatch, log_lines):

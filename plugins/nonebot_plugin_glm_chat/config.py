@@ -97,6 +97,11 @@ class Config(BaseModel):
         description=f"a secret of {CONSOLE_TOKEN_MIN} or more characters, or nothing",
         examples=["<a long random string>"],
     )
+    glm_redis_url: str | None = Field(
+        None,
+        description="a redis://, rediss:// or unix:// URL, or nothing",
+        examples=["redis://127.0.0.1:6379/0"],
+    )
 
     @field_validator("glm_api_key", mode="before")
     @classmethod
@@ -111,6 +116,7 @@ class Config(BaseModel):
         "glm_system_prompt",
         "glm_console_token",
         "glm_summary_model",
+        "glm_redis_url",
         mode="before",
     )
     @classmethod
@@ -126,7 +132,9 @@ class Config(BaseModel):
             return [_as_text(item) for item in value]
         return value
 
-    @field_validator("glm_thinking", "glm_console_token", "glm_summary_model", mode="before")
+    @field_validator(
+        "glm_thinking", "glm_console_token", "glm_summary_model", "glm_redis_url", mode="before"
+    )
     @classmethod
     def _blank_is_unset(cls, value: Any) -> Any:
         return None if value == "" else value
@@ -137,6 +145,15 @@ class Config(BaseModel):
         if not value.startswith(("http://", "https://")):
             raise ValueError("GLM_BASE_URL must start with http:// or https://")
         return value.rstrip("/")
+
+    @field_validator("glm_redis_url")
+    @classmethod
+    def _redis_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("GLM_REDIS_URL must start with redis://, rediss:// or unix://")
+        return value
 
     @property
     def api_keys(self) -> list[str]:

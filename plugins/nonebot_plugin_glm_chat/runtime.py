@@ -74,6 +74,12 @@ async def open_services(config: Config) -> Services:
         log_call(record)
         stats.record(record)
 
+    shared = None
+    if config.glm_redis_url:  # the redis package is only imported where it is used
+        from .glm.shared import SharedCap
+
+        shared = SharedCap(config.glm_redis_url, config.glm_max_concurrency)
+        await shared.start()
     client = GLMClient(
         KeyPool(keys, config.glm_auth) if keys else None,
         base_url=config.glm_base_url,
@@ -81,6 +87,7 @@ async def open_services(config: Config) -> Services:
         max_retries=config.glm_max_retries,
         max_concurrency=config.glm_max_concurrency,
         on_call=on_call,
+        shared=shared,
     )
     settings = ChatSettings(
         system_prompt=config.glm_system_prompt,
@@ -137,6 +144,8 @@ async def close_services() -> None:
             await services.chat.summarizer.close()
         await services.reading.close()
         await services.chat.client.aclose()
+        if services.chat.client.shared is not None:
+            await services.chat.client.shared.close()
         await services.chat.store.close()
 
 

@@ -7,6 +7,7 @@ Nothing here ever logs a secret: ``GLM_API_KEY`` shows as its id part, the OneBo
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import logging
 import os
@@ -55,6 +56,11 @@ def load_config() -> Config:
     except ValidationError as error:
         problems += _invalid(error)
     problems += _token_problems()
+    if config is not None and config.glm_redis_url and importlib.util.find_spec("redis") is None:
+        problems.append(
+            "GLM_REDIS_URL is set, but the redis package is not installed: pip install"
+            ' "nonebot-plugin-glm-chat[redis]" (in the checkout: pip install ".[redis]")'
+        )
     _warn_of_committed_secrets()
     if config is None or problems:
         for line in problems:

@@ -8,7 +8,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import httpx
 
@@ -27,6 +27,9 @@ from .errors import (
     parse_error_body,
 )
 from .slots import Slots
+
+if TYPE_CHECKING:
+    from .shared import SharedCap
 from .sse import iter_sse_data
 
 CallMode = Literal["stream", "sync", "async"]
@@ -103,8 +106,10 @@ class GLMClient:
         backoff: Backoff | None = None,
         on_call: Callable[[CallRecord], None] | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
+        shared: SharedCap | None = None,
     ) -> None:
         self.keys = keys
+        self.shared = shared  # the cap per key across processes (GLM_REDIS_URL), if any
         self._timeout = timeout
         self._max_retries = max_retries
         self._backoff = backoff or Backoff()
@@ -178,9 +183,13 @@ class GLMClient:
 
         async def call(credential: Credential) -> Completion:
             async with self._slots.take(can_wait=can_wait):
-                return await self._call_once(
-                    mode, body, credential.bearer(), record, started, on_text
-                )
+                lease = await self._take_shared(credential)
+                try:
+                    return await self._call_once(
+                        mode, body, credential.bearer(), record, started, on_text
+                    )
+                finally:
+                    await self._free_shared(lease)
 
         return await self._with_retries(call, record, deadline)
 
@@ -289,15 +298,36 @@ class GLMClient:
         Only a creation that failed is retried; the task holds a slot until its result.
         """
         async with self._slots.take(can_wait=can_wait):
-            task = await self._with_retries(
-                lambda credential: self._create_task(body, credential), record, deadline
-            )
+            held: list[str | None] = []  # the shared place of the task that was created
+
+            async def create(credential: Credential) -> AsyncTask:
+                lease = await self._take_shared(credential)
+                try:
+                    created = await self._create_task(body, credential)
+                except BaseException:
+                    await self._free_shared(lease)
+                    raise
+                held.append(lease)
+                return created
+
+            task = await self._with_retries(create, record, deadline)
             try:
                 return await asyncio.wait_for(self._poll(task), deadline - time.monotonic())
             except asyncio.TimeoutError as exc:
                 raise APITimeoutError(
                     f"async task {task.id} not done in {self._timeout * 2:g}s"
                 ) from exc
+            finally:
+                for lease in held:
+                    await self._free_shared(lease)
+
+    async def _take_shared(self, credential: Credential) -> str | None:
+        """A place under the key's cap across processes (None: no Redis, or it is gone)."""
+        return await self.shared.acquire(credential.label) if self.shared else None
+
+    async def _free_shared(self, lease: str | None) -> None:
+        if self.shared is not None:
+            await self.shared.release(lease)
 
     async def _create_task(self, body: dict[str, Any], credential: Credential) -> AsyncTask:
         """``POST async/chat/completions``: the request that bills."""
