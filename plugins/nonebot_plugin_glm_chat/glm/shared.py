@@ -18,7 +18,7 @@ import asyncio
 import contextlib
 import random
 import uuid
-from collections import deque
+from collections import defaultdict, deque
 from collections.abc import AsyncIterator
 from urllib.parse import urlsplit
 
@@ -64,6 +64,10 @@ def redis_place(url: str) -> str:
     return f"{parts.scheme}://{parts.hostname or 'localhost'}:{parts.port or 6379}{parts.path}"
 
 
+def _text(data: bytes | str) -> str:
+    return data.decode() if isinstance(data, bytes) else data
+
+
 class SharedCap:
     """At most ``limit`` calls in flight per key, across every process sharing ``url``."""
 
@@ -77,7 +81,8 @@ class SharedCap:
         self._take = self._redis.register_script(_TAKE)
         self._renew = self._redis.register_script(_RENEW)
         self._held: dict[str, str] = {}  # lease id: its key's set
-        self._waiting: deque[asyncio.Future[None]] = deque()  # callers waiting for a place
+        # Per key's lease set: the callers waiting for one of its places, longest first.
+        self._waiting: defaultdict[str, deque[asyncio.Future[None]]] = defaultdict(deque)
         self._freed = f"{prefix}:freed"  # the channel a process announces a freed place on
         self.online = True
         self._tasks: set[asyncio.Task[None]] = set()
@@ -124,26 +129,34 @@ class SharedCap:
             if taken:
                 self._held[lease] = zset
                 return lease
-            await self._wait_for_a_place()
+            await self._wait_for_a_place(zset)
         return None
 
-    async def _wait_for_a_place(self) -> None:
+    async def _wait_for_a_place(self, zset: str) -> None:
         turn = asyncio.get_running_loop().create_future()
-        self._waiting.append(turn)
+        waiting = self._waiting[zset]
+        waiting.append(turn)
         try:
             await asyncio.wait_for(turn, POLL_SECONDS * (1 + random.random()))
         except asyncio.TimeoutError:
             pass
         finally:
             with contextlib.suppress(ValueError):
-                self._waiting.remove(turn)
+                waiting.remove(turn)
+            if not waiting:
+                self._waiting.pop(zset, None)
 
-    def _wake_one(self) -> None:
-        while self._waiting:
-            turn = self._waiting.popleft()
-            if not turn.done():
-                turn.set_result(None)
-                return
+    def _wake(self, zset: str | None = None) -> None:
+        """Wake the longest waiting caller for ``zset`` (None: every caller)."""
+        for key, waiting in list(self._waiting.items()):
+            if zset is not None and key != zset:
+                continue
+            while waiting:
+                turn = waiting.popleft()
+                if not turn.done():
+                    turn.set_result(None)
+                    if zset is not None:
+                        return
 
     async def _hear_freed(self) -> None:
         """Wake one waiting caller whenever any process gives a place back."""
@@ -159,7 +172,7 @@ class SharedCap:
                             ignore_subscribe_messages=True, timeout=RETRY_SECONDS
                         )
                         if message is not None:
-                            self._wake_one()
+                            self._wake(_text(message["data"]))
             except _FAILURES as error:
                 self._lost(error)
 
@@ -179,6 +192,7 @@ class SharedCap:
             return
         self.online = False
         self._held.clear()
+        self._wake()  # nobody waits for a place that Redis can no longer give
         logger.warning(
             f"glm-chat: Redis at {self.place} cannot be reached ({type(error).__name__});"
             " each process keeps GLM_MAX_CONCURRENCY on its own until it is back"
