@@ -30,10 +30,10 @@ def test_cooled_keys_are_forgotten():
     assert len(cooldown) == 1
 
 
-def test_a_notice_is_given_once_a_day():
+async def test_a_notice_is_given_once_a_day():
     day = ["2026-11-22"]
     notices = OncePerDay(lambda: day[0])
-    assert notices.first_today("group:1") and not notices.first_today("group:1")
-    assert notices.first_today("group:2")
+    assert await notices.first_today("group:1") and not await notices.first_today("group:1")
+    assert await notices.first_today("group:2")
     day[0] = "2026-11-23"
-    assert notices.first_today("group:1")
+    assert await notices.first_today("group:1")

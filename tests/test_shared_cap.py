@@ -1,5 +1,6 @@
-"""The concurrency cap per key shared through a real Redis by several processes (each
-``SharedCap`` here has its own connection, as each bot process has)."""
+"""What several bot processes share through a real Redis: the concurrency cap per key, a
+member's cooldown and the once-a-day notices (each ``RedisLink`` here is one process's
+connection)."""
 
 from __future__ import annotations
 
@@ -11,8 +12,14 @@ from pathlib import Path
 import pytest
 from nonebot.log import logger
 
-from plugins.nonebot_plugin_glm_chat.glm import shared
-from plugins.nonebot_plugin_glm_chat.glm.shared import SharedCap, redis_place
+from plugins.nonebot_plugin_glm_chat.chat.limits import Cooldown, OncePerDay, Verdict
+from plugins.nonebot_plugin_glm_chat.glm.auth import KeyPool
+from plugins.nonebot_plugin_glm_chat.shared import cap as cap_module
+from plugins.nonebot_plugin_glm_chat.shared import link as link_module
+from plugins.nonebot_plugin_glm_chat.shared.cap import SharedCap
+from plugins.nonebot_plugin_glm_chat.shared.limits import SharedCooldown, SharedNotices
+from plugins.nonebot_plugin_glm_chat.shared.link import RedisLink, redis_place
+from plugins.nonebot_plugin_glm_chat.shared.rests import SharedRests
 from tests.support.redis_server import RedisServer
 from tests.support.waiting import eventually
 
@@ -22,6 +29,15 @@ def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
     server = RedisServer(tmp_path).start()
     yield server
     server.stop()
+
+
+async def process_cap(url: str, limit: int) -> SharedCap:
+    """One process's cap: its own connection to Redis."""
+    link = RedisLink(url)
+    await link.start()
+    cap = SharedCap(link, limit)
+    cap.start()
+    return cap
 
 
 @pytest.fixture
@@ -34,9 +50,7 @@ def lines() -> Iterator[list[str]]:
 
 
 async def test_processes_sharing_a_key_never_exceed_its_cap_together(redis_server):
-    caps = [SharedCap(redis_server.url, 3) for _ in range(2)]
-    for cap in caps:
-        await cap.start()
+    caps = [await process_cap(redis_server.url, 3) for _ in range(2)]
     in_flight = peak = 0
 
     async def call(cap: SharedCap, key: str) -> None:
@@ -55,31 +69,29 @@ async def test_processes_sharing_a_key_never_exceed_its_cap_together(redis_serve
             pass
     finally:
         for cap in caps:
-            await cap.close()
+            await cap.link.close()
 
 
 async def test_the_places_of_a_process_that_died_free_themselves(redis_server, monkeypatch):
-    monkeypatch.setattr(shared, "LEASE_SECONDS", 0.6)
-    dying, living = SharedCap(redis_server.url, 2), SharedCap(redis_server.url, 2)
-    await dying.start()
-    await living.start()
+    monkeypatch.setattr(cap_module, "LEASE_SECONDS", 0.6)
+    dying = await process_cap(redis_server.url, 2)
+    living = await process_cap(redis_server.url, 2)
     try:
         assert await dying.acquire("key-a") and await dying.acquire("key-a")
-        await dying.close()  # gone without giving its places back
+        await dying.link.close()  # gone without giving its places back
         started = time.monotonic()
         lease = await asyncio.wait_for(living.acquire("key-a"), 5)
         waited = time.monotonic() - started
         assert lease is not None and 0.3 < waited < 3
     finally:
-        await living.close()
+        await living.link.close()
 
 
 async def test_losing_redis_falls_back_to_the_process_cap_and_comes_back(
     redis_server, monkeypatch, lines
 ):
-    monkeypatch.setattr(shared, "RETRY_SECONDS", 0.2)
-    cap = SharedCap(redis_server.url, 1)
-    await cap.start()
+    monkeypatch.setattr(link_module, "RETRY_SECONDS", 0.2)
+    cap = await process_cap(redis_server.url, 1)
     try:
         held = await cap.acquire("key-a")
         assert held is not None
@@ -96,19 +108,68 @@ async def test_losing_redis_falls_back_to_the_process_cap_and_comes_back(
         assert [line for line in lines if "is back" in line] != []
         assert await asyncio.wait_for(cap.acquire("key-a"), 3) is not None
     finally:
-        await cap.close()
+        await cap.link.close()
 
 
 async def test_redis_gone_at_start_is_one_warning_not_a_failed_start(tmp_path, lines):
-    cap = SharedCap(RedisServer(tmp_path).url, 5)  # nothing listens there
-    await cap.start()
+    cap = await process_cap(RedisServer(tmp_path).url, 5)  # nothing listens there
     try:
         assert not cap.online
         assert await asyncio.wait_for(cap.acquire("key-a"), 3) is None
         assert len([line for line in lines if "cannot be reached" in line]) == 1
     finally:
-        await cap.close()
+        await cap.link.close()
 
 
 def test_a_redis_url_is_logged_without_its_password():
     assert redis_place("redis://:s3cret@cache.internal:6380/2") == "redis://cache.internal:6380/2"
+
+
+async def test_a_members_cooldown_and_the_notices_hold_in_every_process(redis_server):
+    links = [RedisLink(redis_server.url) for _ in range(2)]
+    try:
+        first, second = (SharedCooldown(link, Cooldown()) for link in links)
+        assert (await first.ask("group:1:42", 30))[0] is Verdict.ASK
+        verdict, left = await second.ask("group:1:42", 30)  # the other process knows
+        assert verdict is Verdict.WARN and 28 < left <= 30
+        assert (await first.ask("group:1:42", 30))[0] is Verdict.QUIET  # told once is enough
+        assert (await second.ask("group:1:43", 30))[0] is Verdict.ASK  # others are free
+        told = [SharedNotices(link, OncePerDay(), "quota") for link in links]
+        assert await told[0].first_today("group:1")
+        assert not await told[1].first_today("group:1")
+        other_kind = SharedNotices(links[1], OncePerDay(), "private")
+        assert await other_kind.first_today("group:1")
+    finally:
+        for link in links:
+            await link.close()
+
+
+async def test_cooldowns_go_on_in_the_process_when_redis_is_gone(redis_server, lines):
+    link = RedisLink(redis_server.url)
+    try:
+        cooldown = SharedCooldown(link, Cooldown())
+        redis_server.stop()
+        assert (await cooldown.ask("group:1:42", 30))[0] is Verdict.ASK
+        assert (await cooldown.ask("group:1:42", 30))[0] is Verdict.WARN  # kept locally
+        assert len([line for line in lines if "cannot be reached" in line]) == 1
+    finally:
+        await link.close()
+
+
+async def test_a_key_the_platform_refused_rests_in_every_process(redis_server):
+    keys = ["keyone.0123456789abcdef", "keytwo.0123456789abcdef"]
+    links = [RedisLink(redis_server.url) for _ in range(3)]
+    pools = [KeyPool(keys, "jwt") for _ in range(3)]
+    try:
+        for link, pool in zip(links[:2], pools[:2], strict=True):
+            await SharedRests(link, pool).start()
+        seen = pools[0].pick()
+        pools[0].rest(seen, 60, "1113")  # this process was told the key's quota is spent
+        await eventually(lambda: pools[1].resting(), "the rest heard by the other process", 5)
+        assert [(r.label, r.reason) for r in pools[1].resting()] == [(seen.label, "1113")]
+        assert pools[1].pick().label != seen.label
+        await SharedRests(links[2], pools[2]).start()  # a process started afterwards
+        assert [r.label for r in pools[2].resting()] == [seen.label]
+    finally:
+        for link in links:
+            await link.close()

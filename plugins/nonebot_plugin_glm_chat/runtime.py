@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from nonebot.log import logger
 
@@ -16,6 +17,10 @@ from .chat.summary import Summarizer
 from .config import Config
 from .glm.auth import KeyPool
 from .glm.client import CallRecord, GLMClient
+
+if TYPE_CHECKING:
+    from .shared.cap import SharedCap
+    from .shared.limits import SharedCooldown, SharedNotices
 from .memory.store import ContextStore
 from .qq.delivery import RecentIds
 from .startup import keys_to_use, report_ready
@@ -29,9 +34,9 @@ class Services:
     chat: ChatService
     stats: CallStats
     queues: ChatQueues
-    cooldown: Cooldown
-    quota_notices: OncePerDay  # chats told today that their token quota is spent
-    private_notices: OncePerDay  # users told today that private chat is closed to them
+    cooldown: Cooldown | SharedCooldown
+    quota_notices: OncePerDay | SharedNotices  # chats told today their token quota is spent
+    private_notices: OncePerDay | SharedNotices  # users told today private chat is closed
     sent: RecentIds  # ids of the messages the bot sent: a reply to one is addressed to it
     chime: ChimeGate
 
@@ -63,6 +68,39 @@ def call_line(record: CallRecord) -> str:
     )
 
 
+@dataclass(frozen=True)
+class _Sharing:
+    """What several processes share through Redis, or keep each on its own without it."""
+
+    cooldown: Cooldown | SharedCooldown
+    quota_notices: OncePerDay | SharedNotices
+    private_notices: OncePerDay | SharedNotices
+    cap: SharedCap | None = None
+
+
+async def _open_sharing(config: Config, pool: KeyPool | None) -> _Sharing:
+    """Through Redis with ``GLM_REDIS_URL`` (the redis package is only imported then)."""
+    if not config.glm_redis_url:
+        return _Sharing(Cooldown(), OncePerDay(), OncePerDay())
+    from .shared.cap import SharedCap
+    from .shared.limits import SharedCooldown, SharedNotices
+    from .shared.link import RedisLink
+    from .shared.rests import SharedRests
+
+    link = RedisLink(config.glm_redis_url)
+    await link.start()
+    cap = SharedCap(link, config.glm_max_concurrency)
+    cap.start()
+    if pool is not None:
+        await SharedRests(link, pool).start()
+    return _Sharing(
+        SharedCooldown(link, Cooldown()),
+        SharedNotices(link, OncePerDay(), "quota"),
+        SharedNotices(link, OncePerDay(), "private"),
+        cap,
+    )
+
+
 async def open_services(config: Config) -> Services:
     """Open the store and the HTTP client; log one clear line if no key is set."""
     global _services
@@ -74,20 +112,16 @@ async def open_services(config: Config) -> Services:
         log_call(record)
         stats.record(record)
 
-    shared = None
-    if config.glm_redis_url:  # the redis package is only imported where it is used
-        from .glm.shared import SharedCap
-
-        shared = SharedCap(config.glm_redis_url, config.glm_max_concurrency)
-        await shared.start()
+    pool = KeyPool(keys, config.glm_auth) if keys else None
+    sharing = await _open_sharing(config, pool)
     client = GLMClient(
-        KeyPool(keys, config.glm_auth) if keys else None,
+        pool,
         base_url=config.glm_base_url,
         timeout=config.glm_timeout,
         max_retries=config.glm_max_retries,
         max_concurrency=config.glm_max_concurrency,
         on_call=on_call,
-        shared=shared,
+        shared=sharing.cap,
     )
     settings = ChatSettings(
         system_prompt=config.glm_system_prompt,
@@ -124,9 +158,9 @@ async def open_services(config: Config) -> Services:
         chat,
         stats,
         ChatQueues(personal),
-        Cooldown(),
-        OncePerDay(),
-        OncePerDay(),
+        sharing.cooldown,
+        sharing.quota_notices,
+        sharing.private_notices,
         RecentIds(),
         ChimeGate(config.glm_chime_gap),
     )
@@ -145,7 +179,7 @@ async def close_services() -> None:
         await services.reading.close()
         await services.chat.client.aclose()
         if services.chat.client.shared is not None:
-            await services.chat.client.shared.close()
+            await services.chat.client.shared.link.close()
         await services.chat.store.close()
 
 

@@ -49,6 +49,11 @@ class Cooldown:
         last = self._last.get(key)
         return max(0.0, seconds - (self._clock() - last[0])) if last else 0.0
 
+    async def ask(self, key: str, seconds: float) -> tuple[Verdict, float]:
+        """``check``, and the seconds left of the window (as ``SharedCooldown`` answers)."""
+        verdict = self.check(key, seconds)
+        return verdict, self.remaining(key, seconds) if verdict is not Verdict.ASK else 0.0
+
 
 class OncePerDay:
     """Remembers which keys were told something today (one entry per key at most)."""
@@ -57,7 +62,7 @@ class OncePerDay:
         self._today = today
         self._told: dict[str, str] = {}
 
-    def first_today(self, key: str) -> bool:
+    async def first_today(self, key: str) -> bool:
         """True the first time a key asks on a given day."""
         today = self._today()
         if self._told.get(key) == today:

@@ -91,6 +91,8 @@ class KeyPool:
         self._clock = clock
         self._next = 0
         self._resting: dict[str, RestingKey] = {}
+        # Told of every rest this process decides (to share it with other processes).
+        self.on_rest: Callable[[str, float, str], None] | None = None
 
     def __len__(self) -> int:
         return len(self._credentials)
@@ -120,9 +122,14 @@ class KeyPool:
 
     def rest(self, credential: Credential, seconds: float, reason: str) -> None:
         """Keep ``credential`` out of rotation for ``seconds``."""
-        self._resting[credential.label] = RestingKey(
-            credential.label, self._clock() + seconds, reason
-        )
+        self.rest_label(credential.label, seconds, reason)
+        if self.on_rest is not None:
+            self.on_rest(credential.label, seconds, reason)
+
+    def rest_label(self, label: str, seconds: float, reason: str) -> None:
+        """Keep the key labelled ``label`` (if it is one of ours) out of rotation."""
+        if label in self.labels:
+            self._resting[label] = RestingKey(label, self._clock() + seconds, reason)
 
     def resting(self) -> list[RestingKey]:
         """The keys resting now."""

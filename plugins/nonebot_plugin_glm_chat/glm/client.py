@@ -29,7 +29,7 @@ from .errors import (
 from .slots import Slots
 
 if TYPE_CHECKING:
-    from .shared import SharedCap
+    from ..shared.cap import SharedCap
 from .sse import iter_sse_data
 
 CallMode = Literal["stream", "sync", "async"]

@@ -118,14 +118,13 @@ async def _over_limit(services: Services, event: MessageEvent, chat_key: str) ->
     window = config.glm_cooldown
     if window > 0:
         user = f"{chat_key}:{event.user_id}"
-        verdict = services.cooldown.check(user, window)
+        verdict, wait = await services.cooldown.ask(user, window)
         if verdict is Verdict.WARN:
-            wait = services.cooldown.remaining(user, window)
             return COOLDOWN_NOTE.format(seconds=max(1, round(wait)))
         if verdict is Verdict.QUIET:
             return ""
     if await services.chat.spent_today(chat_key, config.glm_daily_tokens):
-        if not services.quota_notices.first_today(chat_key):
+        if not await services.quota_notices.first_today(chat_key):
             return ""
         note = QUOTA_NOTE if isinstance(event, GroupMessageEvent) else QUOTA_NOTE_PRIVATE
         return note.format(limit=config.glm_daily_tokens)

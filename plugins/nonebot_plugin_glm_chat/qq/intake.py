@@ -177,7 +177,7 @@ async def work_for(
             return None
     outbox = Outbox(bot, services.sent)
     if not group and not _may_talk_privately(event, config.glm_private, command is not None):
-        return _private_closed(outbox, event, services)
+        return await _private_closed(outbox, event, services)
     # The group's background before this message goes with it (seq: it came before it).
     if command is not None:
         name, argument = command
@@ -236,11 +236,11 @@ def _other_command(bot: Bot, event: MessageEvent, state: T_State) -> bool:
     return not prefix.get(CMD_ARG_KEY) or prefix.get(CMD_WHITESPACE_KEY) is not None
 
 
-def _private_closed(outbox: Outbox, event: MessageEvent, services: Services) -> Work | None:
+async def _private_closed(outbox: Outbox, event: MessageEvent, services: Services) -> Work | None:
     """``GLM_PRIVATE=superusers``: others are told once a day; ``off``: nobody is told."""
     if services.config.glm_private == "off":
         return None
-    if not services.private_notices.first_today(str(event.user_id)):
+    if not await services.private_notices.first_today(str(event.user_id)):
         return None
     return Work(partial(outbox.say, event, PRIVATE_CLOSED))
 

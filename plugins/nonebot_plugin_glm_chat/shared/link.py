@@ -1,0 +1,116 @@
+"""``RedisLink``: the one Redis connection of a bot process (``GLM_REDIS_URL``), and whether
+Redis can be reached now.
+
+Redis is a help, not a condition: whoever finds it gone calls ``lost``, which logs one warning
+line; a probe then tries again every ``RETRY_SECONDS`` and logs one info line when it is back.
+Meanwhile every shared thing falls back to what the process keeps on its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable, Coroutine
+from typing import Any
+from urllib.parse import urlsplit
+
+import redis.asyncio as redis
+from nonebot.log import logger
+
+RETRY_SECONDS = 2.0  # between two tries to reach Redis again
+REDIS_TIMEOUT = 1.0  # seconds a Redis command may take before Redis counts as gone
+PREFIX = "glm-chat"  # of every Redis key glm-chat writes
+
+FAILURES = (redis.RedisError, OSError, asyncio.TimeoutError)
+
+
+def redis_place(url: str) -> str:
+    """Where ``url`` points, without its password: for log lines."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.hostname or 'localhost'}:{parts.port or 6379}{parts.path}"
+
+
+class RedisLink:
+    """The connection, its state (``online``), and the tasks that depend on it."""
+
+    def __init__(self, url: str) -> None:
+        self.place = redis_place(url)
+        self.redis = redis.Redis.from_url(
+            url, socket_timeout=REDIS_TIMEOUT, socket_connect_timeout=REDIS_TIMEOUT
+        )
+        self.online = True
+        self._on_lost: list[Any] = []
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def start(self) -> None:
+        """Check Redis now: a warning if it is gone (the bot starts all the same)."""
+        try:
+            await self.redis.ping()
+            logger.info(f"glm-chat: processes share the concurrency cap through {self.place}")
+        except FAILURES as error:
+            self.lost(error)
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        with contextlib.suppress(*FAILURES):
+            await self.redis.aclose()
+
+    def when_lost(self, callback: Any) -> None:
+        """Call ``callback()`` each time Redis is found gone."""
+        self._on_lost.append(callback)
+
+    def lost(self, error: BaseException) -> None:
+        """Redis could not be reached: fall back, say so once, and look for it again."""
+        if not self.online:
+            return
+        self.online = False
+        logger.warning(
+            f"glm-chat: Redis at {self.place} cannot be reached ({type(error).__name__});"
+            " each process keeps GLM_MAX_CONCURRENCY and its cooldowns on its own until it is"
+            " back"
+        )
+        for callback in self._on_lost:
+            callback()
+        self.spawn(self._reconnect())
+
+    async def _reconnect(self) -> None:
+        while True:
+            await asyncio.sleep(RETRY_SECONDS)
+            try:
+                await self.redis.ping()
+            except FAILURES:
+                continue
+            self.online = True
+            logger.info(f"glm-chat: Redis at {self.place} is back; limits are shared again")
+            return
+
+    def listen(self, channel: str, hear: Callable[[str], None]) -> None:
+        """Call ``hear(message)`` for each message published on ``channel``, subscribing again
+        whenever Redis comes back."""
+        self.spawn(self._listen(channel, hear))
+
+    async def _listen(self, channel: str, hear: Callable[[str], None]) -> None:
+        while True:
+            if not self.online:
+                await asyncio.sleep(RETRY_SECONDS)
+                continue
+            try:
+                async with self.redis.pubsub() as subscription:
+                    await subscription.subscribe(channel)
+                    while self.online:
+                        message = await subscription.get_message(
+                            ignore_subscribe_messages=True, timeout=RETRY_SECONDS
+                        )
+                        if message is not None:
+                            data = message["data"]
+                            hear(data.decode() if isinstance(data, bytes) else str(data))
+            except FAILURES as error:
+                self.lost(error)
+
+    def spawn(self, job: Coroutine[Any, Any, None]) -> None:
+        """Run ``job`` until the link closes."""
+        task = asyncio.get_running_loop().create_task(job, name="glm-chat redis")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
