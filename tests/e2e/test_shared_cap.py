@@ -65,3 +65,43 @@ async def test_without_redis_each_process_keeps_only_its_own_limit(
     """What GLM_REDIS_URL is for: on their own the two processes overrun the key."""
     answered = await _mentions_to_both(fake, bot_env, tmp_path)
     assert fake.refused_1302 > 0 and answered == 40 - fake.refused_1302
+
+
+async def test_redis_lost_mid_run_costs_no_answer_and_is_found_again(
+    fake: FakeGLM, bot_env, tmp_path, redis_server
+):
+    fake.latency = 0.05
+    async with AsyncExitStack() as stack:
+        bots = [
+            RunningBot(
+                {
+                    **bot_env,
+                    "GLM_DB_PATH": str(tmp_path / f"{account}.db"),
+                    "GLM_REDIS_URL": redis_server.url,
+                },
+                tmp_path / f"{account}.log",
+                self_id=account,
+                token=ACCESS_TOKEN,
+            )
+            for account in ACCOUNTS
+        ]
+        clients = [await stack.enter_async_context(bot) for bot in bots]
+
+        async def ask_each(round_: str) -> list[str]:
+            asked = [(qq, await qq.mention(7, 111, f"{round_}的问题")) for qq in clients]
+            return [(await qq.reply_to(message)).text for qq, message in asked]
+
+        assert all("回声" in text for text in await ask_each("之前"))
+        redis_server.stop()
+        for round_ in ("断开时一", "断开时二"):
+            assert all("回声" in text for text in await ask_each(round_))
+        for bot in bots:
+            await bot.process.wait_for_log("cannot be reached", timeout=10)
+        redis_server.start()
+        for bot in bots:
+            await bot.process.wait_for_log("is back", timeout=15)
+        assert all("回声" in text for text in await ask_each("恢复后"))
+    for bot in bots:
+        log = bot.process.log()
+        assert log.count("cannot be reached") == 1 and log.count("is back") == 1, log[-2000:]
+        assert "Traceback" not in log
