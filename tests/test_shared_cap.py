@@ -14,6 +14,7 @@ from nonebot.log import logger
 
 from plugins.nonebot_plugin_glm_chat.chat.limits import Cooldown, OncePerDay, Verdict
 from plugins.nonebot_plugin_glm_chat.glm.auth import KeyPool
+from plugins.nonebot_plugin_glm_chat.glm.slots import Slots
 from plugins.nonebot_plugin_glm_chat.shared import cap as cap_module
 from plugins.nonebot_plugin_glm_chat.shared import link as link_module
 from plugins.nonebot_plugin_glm_chat.shared.cap import SharedCap
@@ -173,3 +174,45 @@ async def test_a_key_the_platform_refused_rests_in_every_process(redis_server):
     finally:
         for link in links:
             await link.close()
+
+
+async def test_without_redis_each_process_keeps_to_its_share_of_the_limit(
+    redis_server, monkeypatch
+):
+    """Two processes on a limit of 5 keep 2 each while Redis is gone (4 in flight, not 10),
+    and the whole limit again once it is back."""
+    monkeypatch.setattr(cap_module, "RENEW_SECONDS", 0.1)
+    monkeypatch.setattr(link_module, "RETRY_SECONDS", 0.1)
+    caps = [await process_cap(redis_server.url, 5) for _ in range(2)]
+    told: list[list[int]] = [[], []]
+    for cap, sizes in zip(caps, told, strict=True):
+        cap.on_alone = sizes.append
+    try:
+        await eventually(lambda: all(cap.processes == 2 for cap in caps), "both present", 5)
+        redis_server.stop()
+        for cap in caps:
+            assert await asyncio.wait_for(cap.acquire("key-a"), 3) is None
+        assert told == [[2], [2]]
+        redis_server.start()
+        await eventually(lambda: told == [[2, 5], [2, 5]], "the whole limit again", 5)
+    finally:
+        for cap in caps:
+            await cap.link.close()
+
+
+async def test_a_smaller_size_holds_new_calls_back_and_a_larger_one_lets_them_go():
+    slots, in_flight, seen = Slots(5), 0, []
+    slots.resize(2)
+
+    async def call() -> None:
+        nonlocal in_flight
+        async with slots.take():
+            in_flight += 1
+            seen.append(in_flight)
+            await asyncio.sleep(0.01)
+            in_flight -= 1
+
+    await asyncio.gather(*(call() for _ in range(8)))
+    slots.resize(4)
+    await asyncio.gather(*(call() for _ in range(8)))
+    assert max(seen[:8]) == 2 and max(seen[8:]) == 4

@@ -115,6 +115,8 @@ class GLMClient:
         self._backoff = backoff or Backoff()
         self._on_call = on_call
         self._slots = Slots(max_concurrency)
+        if shared is not None:  # without Redis, keep to this process's share of the limit
+            shared.on_alone = self._slots.resize
         self._http = httpx.AsyncClient(
             base_url=base_url.rstrip("/") + "/",
             timeout=httpx.Timeout(timeout, connect=min(connect_timeout, timeout)),

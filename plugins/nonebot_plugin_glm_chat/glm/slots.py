@@ -24,6 +24,15 @@ class Slots:
     def busy(self) -> int:
         return self._busy
 
+    @property
+    def size(self) -> int:
+        return self._size
+
+    def resize(self, size: int) -> None:
+        """Allow ``size`` calls at once from now on (those in flight finish as they are)."""
+        self._size = max(1, size)
+        self._hand_on()
+
     @asynccontextmanager
     async def take(self, *, can_wait: bool = False) -> AsyncIterator[None]:
         """Hold a slot for the duration of the block."""

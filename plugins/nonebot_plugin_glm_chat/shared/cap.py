@@ -19,7 +19,7 @@ import contextlib
 import random
 import uuid
 from collections import defaultdict, deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 from .link import FAILURES, PREFIX, RedisLink
 
@@ -40,15 +40,21 @@ end
 return 0
 """
 
-# KEYS: lease sets; ARGV[1]: lease milliseconds, then one lease id per key. Renews those held.
+# KEYS[1]: the processes present, then lease sets; ARGV[1]: lease milliseconds, ARGV[2]: this
+# process, then one lease id per lease set. Renews this process and its leases; returns how
+# many processes are present.
 _RENEW = """
 local clock = redis.call('TIME')
-local until_ = clock[1] * 1000 + math.floor(clock[2] / 1000) + tonumber(ARGV[1])
-for index, key in ipairs(KEYS) do
-    redis.call('ZADD', key, 'XX', until_, ARGV[index + 1])
-    redis.call('PEXPIRE', key, tonumber(ARGV[1]))
+local now = clock[1] * 1000 + math.floor(clock[2] / 1000)
+local until_ = now + tonumber(ARGV[1])
+redis.call('ZADD', KEYS[1], until_, ARGV[2])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[1]))
+for index = 2, #KEYS do
+    redis.call('ZADD', KEYS[index], 'XX', until_, ARGV[index + 1])
+    redis.call('PEXPIRE', KEYS[index], tonumber(ARGV[1]))
 end
-return #KEYS
+return redis.call('ZCARD', KEYS[1])
 """
 
 
@@ -64,7 +70,12 @@ class SharedCap:
         # Per key's lease set: the callers waiting for one of its places, longest first.
         self._waiting: defaultdict[str, deque[asyncio.Future[None]]] = defaultdict(deque)
         self._freed = f"{PREFIX}:freed"  # the channel a process announces a freed place on
+        self._me = uuid.uuid4().hex
+        self.processes = 1  # sharing the key, as last seen in Redis
+        # Told the cap this process keeps alone: its share while Redis is gone, else ``limit``.
+        self.on_alone: Callable[[int], None] | None = None
         link.when_lost(self._forget)
+        link.when_back(self._together)
 
     def start(self) -> None:
         """Keep this process's leases renewed, and hear of places freed elsewhere."""
@@ -138,18 +149,35 @@ class SharedCap:
         except FAILURES as error:
             self.link.lost(error)
 
+    @property
+    def share(self) -> int:
+        """This process's part of the limit while Redis is gone: the processes last seen
+        together then stay within it (at least one call each)."""
+        return max(1, self.limit // max(1, self.processes))
+
     def _forget(self) -> None:
-        """Redis is gone: the leases will expire there; nobody waits for a place it gives."""
+        """Redis is gone: the leases will expire there; nobody waits for a place it gives, and
+        the process keeps to its share."""
         self._held.clear()
         self._wake()
+        if self.on_alone is not None:
+            self.on_alone(self.share)
+
+    def _together(self) -> None:
+        if self.on_alone is not None:
+            self.on_alone(self.limit)
 
     async def _keep_renewing(self) -> None:
         while True:
+            if self.online:
+                held = dict(self._held)
+                try:
+                    self.processes = int(
+                        await self._renew(
+                            keys=[f"{PREFIX}:processes", *held.values()],
+                            args=[int(LEASE_SECONDS * 1000), self._me, *held],
+                        )
+                    )
+                except FAILURES as error:
+                    self.link.lost(error)
             await asyncio.sleep(RENEW_SECONDS)
-            held = dict(self._held)
-            if not held or not self.online:
-                continue
-            try:
-                await self._renew(keys=list(held.values()), args=[int(LEASE_SECONDS * 1000), *held])
-            except FAILURES as error:
-                self.link.lost(error)

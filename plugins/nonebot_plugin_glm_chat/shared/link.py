@@ -39,7 +39,8 @@ class RedisLink:
             url, socket_timeout=REDIS_TIMEOUT, socket_connect_timeout=REDIS_TIMEOUT
         )
         self.online = True
-        self._on_lost: list[Any] = []
+        self._on_lost: list[Callable[[], None]] = []
+        self._on_back: list[Callable[[], None]] = []
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
@@ -57,9 +58,13 @@ class RedisLink:
         with contextlib.suppress(*FAILURES):
             await self.redis.aclose()
 
-    def when_lost(self, callback: Any) -> None:
+    def when_lost(self, callback: Callable[[], None]) -> None:
         """Call ``callback()`` each time Redis is found gone."""
         self._on_lost.append(callback)
+
+    def when_back(self, callback: Callable[[], None]) -> None:
+        """Call ``callback()`` each time Redis is found again."""
+        self._on_back.append(callback)
 
     def lost(self, error: BaseException) -> None:
         """Redis could not be reached: fall back, say so once, and look for it again."""
@@ -68,8 +73,8 @@ class RedisLink:
         self.online = False
         logger.warning(
             f"glm-chat: Redis at {self.place} cannot be reached ({type(error).__name__});"
-            " each process keeps GLM_MAX_CONCURRENCY and its cooldowns on its own until it is"
-            " back"
+            " until it is back, each process keeps its share of GLM_MAX_CONCURRENCY and its"
+            " own cooldowns"
         )
         for callback in self._on_lost:
             callback()
@@ -84,6 +89,8 @@ class RedisLink:
                 continue
             self.online = True
             logger.info(f"glm-chat: Redis at {self.place} is back; limits are shared again")
+            for callback in self._on_back:
+                callback()
             return
 
     def listen(self, channel: str, hear: Callable[[str], None]) -> None:
