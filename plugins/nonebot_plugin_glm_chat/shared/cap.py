@@ -168,7 +168,7 @@ class SharedCap:
             self.on_alone(self.limit)
 
     async def _keep_renewing(self) -> None:
-        while True:
+        while not self.link.closed:
             if self.online:
                 held = dict(self._held)
                 try:

@@ -20,6 +20,7 @@ from nonebot.log import logger
 RETRY_SECONDS = 2.0  # between two tries to reach Redis again
 REDIS_TIMEOUT = 1.0  # seconds a Redis command may take before Redis counts as gone
 PREFIX = "glm-chat"  # of every Redis key glm-chat writes
+CLOSE_TRIES = 50  # cancellations of a task that will not end, 0.1 s apart
 
 FAILURES = (redis.RedisError, OSError, asyncio.TimeoutError)
 
@@ -39,6 +40,7 @@ class RedisLink:
             url, socket_timeout=REDIS_TIMEOUT, socket_connect_timeout=REDIS_TIMEOUT
         )
         self.online = True
+        self.closed = False
         self._on_lost: list[Callable[[], None]] = []
         self._on_back: list[Callable[[], None]] = []
         self._tasks: set[asyncio.Task[None]] = set()
@@ -52,9 +54,16 @@ class RedisLink:
             self.lost(error)
 
     async def close(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        """Stop every task on the link, then the connection. A task is cancelled again until it
+        ends: a cancellation that meets a Redis timeout can come out as that timeout."""
+        self.closed = True
+        running = set(self._tasks)
+        for _ in range(CLOSE_TRIES):
+            if not running:
+                break
+            for task in running:
+                task.cancel()
+            _, running = await asyncio.wait(running, timeout=0.1)
         with contextlib.suppress(*FAILURES):
             await self.redis.aclose()
 
@@ -68,7 +77,7 @@ class RedisLink:
 
     def lost(self, error: BaseException) -> None:
         """Redis could not be reached: fall back, say so once, and look for it again."""
-        if not self.online:
+        if not self.online or self.closed:
             return
         self.online = False
         logger.warning(
@@ -81,7 +90,7 @@ class RedisLink:
         self.spawn(self._reconnect())
 
     async def _reconnect(self) -> None:
-        while True:
+        while not self.closed:
             await asyncio.sleep(RETRY_SECONDS)
             try:
                 await self.redis.ping()
@@ -99,14 +108,14 @@ class RedisLink:
         self.spawn(self._listen(channel, hear))
 
     async def _listen(self, channel: str, hear: Callable[[str], None]) -> None:
-        while True:
+        while not self.closed:
             if not self.online:
                 await asyncio.sleep(RETRY_SECONDS)
                 continue
             try:
                 async with self.redis.pubsub() as subscription:
                     await subscription.subscribe(channel)
-                    while self.online:
+                    while self.online and not self.closed:
                         message = await subscription.get_message(
                             ignore_subscribe_messages=True, timeout=RETRY_SECONDS
                         )
