@@ -5,6 +5,7 @@ from __future__ import annotations
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import nonebot
 import pytest
@@ -13,6 +14,10 @@ from nonebot.log import logger
 from nonebug import NONEBOT_INIT_KWARGS
 
 from tests.support.fake_glm import FakeGLM, serve
+from tests.support.postgres import PostgresServer
+
+if TYPE_CHECKING:
+    from tests.support.stores import StoreAt
 
 API_KEY_ID = "testkeyid"
 API_KEY_SECRET = "testkeysecret"
@@ -83,3 +88,22 @@ def glm_base_url() -> str:
 @pytest.fixture
 def tmp_db(tmp_path: Path) -> Path:
     return tmp_path / "data" / "glm.db"
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """A PostgreSQL server for the whole run; one that cannot start fails the tests using it."""
+    server = PostgresServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+async def store_at(request: pytest.FixtureRequest, tmp_db: Path) -> StoreAt:
+    """The test's store on each backend: SQLite at ``tmp_db``, or an empty PostgreSQL database."""
+    from tests.support.stores import StoreAt  # the plugin loads once NoneBot is initialised
+
+    if request.param == "sqlite":
+        return StoreAt("sqlite", tmp_db)
+    server: PostgresServer = request.getfixturevalue("postgres_server")
+    return StoreAt("postgres", tmp_db, await server.database())

@@ -1,4 +1,5 @@
-"""What the store keeps of a group's background, its marks and its summaries (real SQLite)."""
+"""What the store keeps of a group's background, its marks and its summaries (real SQLite and
+PostgreSQL)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import pytest
 
 from plugins.nonebot_plugin_glm_chat.memory.models import Heard, Speaker, Summary, Turn
 from plugins.nonebot_plugin_glm_chat.memory.store import ContextStore
+from tests.support.stores import StoreAt
 
 ALICE, BOB = Speaker("11", "Alice"), Speaker("12", "Bob")
 NOW = time.time()
@@ -20,7 +22,14 @@ def heard(seq: int, text: str, speaker: Speaker = ALICE, *, at: float = NOW) -> 
 
 
 @pytest.fixture
-async def store(tmp_db: Path) -> AsyncIterator[ContextStore]:
+async def store(store_at: StoreAt) -> AsyncIterator[ContextStore]:
+    store = await store_at.open()
+    yield store
+    await store.close()
+
+
+@pytest.fixture
+async def sqlite_store(tmp_db: Path) -> AsyncIterator[ContextStore]:
     store = await ContextStore.open(tmp_db)
     yield store
     await store.close()
@@ -84,7 +93,8 @@ def file_bytes(db: Path) -> bytes:
     )
 
 
-async def test_forgetting_leaves_no_trace_in_the_files(store, tmp_db):
+async def test_forgetting_leaves_no_trace_in_the_files(sqlite_store, tmp_db):
+    store = sqlite_store
     secret = "我们悄悄说的话"
     await store.background.add([("group:1", heard(1, secret))], keep=20)
     context = f"【群里最近的消息（没有@你）】\nAlice(11): {secret}"

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 
@@ -22,9 +21,9 @@ from plugins.nonebot_plugin_glm_chat.chat.reading import ReadingAlong
 from plugins.nonebot_plugin_glm_chat.chat.service import ChatService, ChatSettings, Question
 from plugins.nonebot_plugin_glm_chat.chat.summary import Summarizer, summary_chars
 from plugins.nonebot_plugin_glm_chat.memory.models import Heard, Speaker, Summary, Turn
-from plugins.nonebot_plugin_glm_chat.memory.store import ContextStore
 from tests.support.answers import ask, glm_client_for
 from tests.support.fake_glm import FakeGLM, Fault
+from tests.support.stores import StoreAt
 
 ALICE, BOB = Speaker("11", "Alice"), Speaker("12", "Bob")
 WINDOW = 4
@@ -46,9 +45,9 @@ def prompt_tokens(messages: list[dict]) -> int:
 
 
 @pytest.fixture
-async def parts(tmp_db: Path, glm_base_url: str) -> AsyncIterator[tuple]:
+async def parts(store_at: StoreAt, glm_base_url: str) -> AsyncIterator[tuple]:
     client = glm_client_for(glm_base_url, max_retries=0)
-    store = await ContextStore.open(tmp_db)
+    store = await store_at.open()
     yield store, client
     await client.aclose()
     await store.close()

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 
@@ -14,13 +13,14 @@ from plugins.nonebot_plugin_glm_chat.chat.reading import FLUSH_DELAY, ReadingAlo
 from plugins.nonebot_plugin_glm_chat.glm.slots import Slots
 from plugins.nonebot_plugin_glm_chat.memory.models import Heard, Speaker
 from plugins.nonebot_plugin_glm_chat.memory.store import ContextStore
+from tests.support.stores import StoreAt
 
 ALICE = Speaker("11", "Alice")
 
 
 @pytest.fixture
-async def store(tmp_db: Path) -> AsyncIterator[ContextStore]:
-    store = await ContextStore.open(tmp_db)
+async def store(store_at: StoreAt) -> AsyncIterator[ContextStore]:
+    store = await store_at.open()
     yield store
     await store.close()
 

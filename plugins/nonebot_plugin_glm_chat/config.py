@@ -62,6 +62,11 @@ class Config(BaseModel):
         "stream", description="one of stream, sync, async"
     )
     glm_db_path: Path = Field(Path("data/glm_chat.db"), description="a file path")
+    glm_db_url: str | None = Field(
+        None,
+        description="a postgresql:// or postgres:// URL, or nothing",
+        examples=["postgresql://glm:<password>@127.0.0.1:5432/glm_chat"],
+    )
     glm_history_turns: int = _whole(20, 0, 500)
     glm_context_tokens: int = _whole(6000, 200)
     glm_max_input_chars: int = _whole(2000, 1)
@@ -117,6 +122,7 @@ class Config(BaseModel):
         "glm_console_token",
         "glm_summary_model",
         "glm_redis_url",
+        "glm_db_url",
         mode="before",
     )
     @classmethod
@@ -133,7 +139,12 @@ class Config(BaseModel):
         return value
 
     @field_validator(
-        "glm_thinking", "glm_console_token", "glm_summary_model", "glm_redis_url", mode="before"
+        "glm_thinking",
+        "glm_console_token",
+        "glm_summary_model",
+        "glm_redis_url",
+        "glm_db_url",
+        mode="before",
     )
     @classmethod
     def _blank_is_unset(cls, value: Any) -> Any:
@@ -153,6 +164,15 @@ class Config(BaseModel):
             return None
         if not value.startswith(("redis://", "rediss://", "unix://")):
             raise ValueError("GLM_REDIS_URL must start with redis://, rediss:// or unix://")
+        return value
+
+    @field_validator("glm_db_url")
+    @classmethod
+    def _db_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if not value.startswith(("postgresql://", "postgres://")):
+            raise ValueError("GLM_DB_URL must start with postgresql:// or postgres://")
         return value
 
     @property

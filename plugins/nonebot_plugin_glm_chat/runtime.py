@@ -21,7 +21,7 @@ from .glm.client import CallRecord, GLMClient
 if TYPE_CHECKING:
     from .shared.cap import SharedCap
     from .shared.limits import SharedCooldown, SharedNotices
-from .memory.store import ContextStore
+from .memory.store import open_store
 from .qq.delivery import RecentIds
 from .startup import keys_to_use, report_ready
 
@@ -105,7 +105,7 @@ async def open_services(config: Config) -> Services:
     """Open the store and the HTTP client; log one clear line if no key is set."""
     global _services
     keys = keys_to_use(config)  # logs what is wrong with GLM_API_KEY
-    store = await ContextStore.open(config.glm_db_path)
+    store = await open_store(config.glm_db_path, config.glm_db_url)
     stats = CallStats()
 
     def on_call(record: CallRecord) -> None:

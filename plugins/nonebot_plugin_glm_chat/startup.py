@@ -28,10 +28,10 @@ from pydantic.fields import FieldInfo
 
 from .config import TOKEN_PLACEHOLDER, Config
 from .glm.auth import key_label
-from .memory.store import SchemaTooNewError, StoreOpenError
+from .memory.db import INSTALL_POSTGRES, SchemaTooNewError, StoreOpenError, masked_url
 
 # Their values never reach the log, and they belong in .env.local or the environment.
-SECRET_SETTINGS = frozenset({"glm_api_key", "glm_console_token"})
+SECRET_SETTINGS = frozenset({"glm_api_key", "glm_console_token", "glm_db_url"})
 SECRET_NAMES = frozenset({"GLM_API_KEY", "ONEBOT_ACCESS_TOKEN", "GLM_CONSOLE_TOKEN"})
 LOCAL_ENV_FILE = ".env.local"
 REVERSE_WS_PATH = "/onebot/v11/ws"
@@ -60,6 +60,10 @@ def load_config() -> Config:
         problems.append(
             "GLM_REDIS_URL is set, but the redis package is not installed: pip install"
             ' "nonebot-plugin-glm-chat[redis]" (in the checkout: pip install ".[redis]")'
+        )
+    if config is not None and config.glm_db_url and importlib.util.find_spec("asyncpg") is None:
+        problems.append(
+            f"GLM_DB_URL is set, but the asyncpg package is not installed: {INSTALL_POSTGRES}"
         )
     _warn_of_committed_secrets()
     if config is None or problems:
@@ -218,9 +222,10 @@ def keys_to_use(config: Config) -> list[str]:
 def report_ready(config: Config) -> None:
     """The models, the database, and what to paste into the QQ client (never the token)."""
     usable, _ = config.usable_keys()
+    db = masked_url(config.glm_db_url) if config.glm_db_url else config.glm_db_path
     logger.info(
         f"glm-chat ready: model={config.glm_model} vision={config.glm_vision_model}"
-        f" mode={config.glm_call_mode} db={config.glm_db_path} keys={len(usable)}"
+        f" mode={config.glm_call_mode} db={db} keys={len(usable)}"
     )
     connect = f"QQ client: add a reverse WebSocket to {reverse_ws_url()}"
     if get_plugin_config(OneBotConfig).onebot_access_token:
@@ -251,7 +256,8 @@ def shown_host(host: object) -> str:
 
 @contextmanager
 def stop_on_store_error() -> Iterator[None]:
-    """Turn a database that cannot be opened into one line naming GLM_DB_PATH, and a stop.
+    """Turn a database that cannot be opened into one line naming its setting (GLM_DB_PATH
+    or GLM_DB_URL), and a stop.
 
     An exception from a startup hook reaches uvicorn, which logs its traceback and exits with
     code 3; the line already says everything, so that traceback is left out of the log.
@@ -259,15 +265,24 @@ def stop_on_store_error() -> Iterator[None]:
     try:
         yield
     except StoreOpenError as error:
-        advice = (
-            "update glm-chat, or set GLM_DB_PATH to another file"
-            if isinstance(error, SchemaTooNewError)
-            else "set GLM_DB_PATH to a file in a folder the bot can write, e.g."
-            " GLM_DB_PATH=data/glm_chat.db"
-        )
-        logger.critical(f"GLM_DB_PATH: {error}; {advice}")
+        logger.critical(f"{error.setting}: {error}; {_store_advice(error)}")
         logging.getLogger("uvicorn.error").addFilter(_without_told_tracebacks)
         raise StartupFailed(str(error)) from None
+
+
+def _store_advice(error: StoreOpenError) -> str:
+    if error.setting == "GLM_DB_URL":
+        if isinstance(error, SchemaTooNewError):
+            return "update glm-chat, or set GLM_DB_URL to another database"
+        return (
+            "check that the server runs and that the URL's user, password and database are"
+            " right, or unset GLM_DB_URL to use the SQLite file at GLM_DB_PATH"
+        )
+    if isinstance(error, SchemaTooNewError):
+        return "update glm-chat, or set GLM_DB_PATH to another file"
+    return (
+        "set GLM_DB_PATH to a file in a folder the bot can write, e.g. GLM_DB_PATH=data/glm_chat.db"
+    )
 
 
 def _without_told_tracebacks(record: logging.LogRecord) -> bool:

@@ -1,15 +1,16 @@
-"""The database's schema, as a list of migrations applied in order at open."""
+"""The SQLite database's schema, as a list of migrations applied in order at open
+(``schema_postgres`` is PostgreSQL's)."""
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
-import aiosqlite
+from .db import Database
 
-Migration = Callable[[aiosqlite.Connection], Awaitable[None]]
+Migration = Callable[[Database], Awaitable[None]]
 
 
-async def _create_turns(db: aiosqlite.Connection) -> None:
+async def _create_turns(db: Database) -> None:
     # Clustered by conversation: a conversation's turns share a few pages however many other
     # conversations are interleaved with it, so reading the last 20 stays cheap at 1M turns.
     await db.execute(
@@ -31,7 +32,7 @@ async def _create_turns(db: aiosqlite.Connection) -> None:
     )
 
 
-async def _add_settings_and_usage(db: aiosqlite.Connection) -> None:
+async def _add_settings_and_usage(db: Database) -> None:
     # Per chat (a group or a private chat): what its admins set with /glm commands.
     await db.execute(
         """
@@ -81,7 +82,7 @@ async def _add_settings_and_usage(db: aiosqlite.Connection) -> None:
     )
 
 
-async def _add_chat_index(db: aiosqlite.Connection) -> None:
+async def _add_chat_index(db: Database) -> None:
     # One row per chat, kept by triggers, so that the console lists 10k chats by their last
     # activity without counting a million turns; and usage by day without scanning every chat.
     await db.execute(
@@ -137,7 +138,7 @@ async def _add_chat_index(db: aiosqlite.Connection) -> None:
     )
 
 
-async def _add_group_awareness(db: aiosqlite.Connection) -> None:
+async def _add_group_awareness(db: Database) -> None:
     # Reading along and unprompted remarks, per chat.
     await db.execute("ALTER TABLE chat_settings ADD COLUMN listen INTEGER NOT NULL DEFAULT 1")
     await db.execute("ALTER TABLE chat_settings ADD COLUMN chime INTEGER NOT NULL DEFAULT 0")
