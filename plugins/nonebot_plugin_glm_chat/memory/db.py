@@ -8,6 +8,7 @@ modes, the WAL; a connection pool, advisory locks).
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Any, Protocol
@@ -71,6 +72,15 @@ def masked_url(url: str) -> str:
         return url
     user = userinfo.partition(":")[0]
     return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+
+
+def require_asyncpg(url: str) -> None:
+    """PostgreSQL needs the asyncpg package (the ``postgres`` extra)."""
+    if importlib.util.find_spec("asyncpg") is None:
+        raise StoreOpenError(
+            f"{masked_url(url)} needs the asyncpg package: {INSTALL_POSTGRES}",
+            setting="GLM_DB_URL",
+        )
 
 
 def check_version(current: int, known: int, *, setting: str) -> None:

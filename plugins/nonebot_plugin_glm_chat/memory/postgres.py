@@ -26,7 +26,7 @@ SETTING = "GLM_DB_URL"
 POOL_SIZE = 5  # connections at most; the store's statements are short
 CONNECT_TIMEOUT = 10.0  # seconds to reach the server at start
 CLOSE_TIMEOUT = 5.0  # seconds a closing pool waits for its statements before it cuts them
-RETRIES = 3  # tries of a statement whose number another writer took
+RETRIES = 5  # tries of a statement whose number another writer took
 MIGRATION_LOCK = 0x676C6D2D63686174  # pg_advisory_xact_lock key: b"glm-chat"
 
 # What a server that cannot be used raises: unreachable, refusing, or a bad URL.

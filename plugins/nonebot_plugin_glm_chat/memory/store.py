@@ -3,14 +3,13 @@ PostgreSQL (``GLM_DB_URL``); the rest of the plugin does not know which."""
 
 from __future__ import annotations
 
-import importlib.util
 import time
 from datetime import date
 from pathlib import Path
 
 from ..glm.completion import Usage
 from .background import BackgroundLog, members_of
-from .db import INSTALL_POSTGRES, Database, SchemaTooNewError, StoreOpenError, masked_url
+from .db import Database, SchemaTooNewError, StoreOpenError, require_asyncpg
 from .models import (
     DEFAULT_OPTIONS,
     ChatListing,
@@ -32,11 +31,7 @@ async def open_store(path: Path | str, url: str | None = None) -> ContextStore:
     ``path``; raises ``StoreOpenError`` saying why when it cannot be used."""
     if not url:
         return await ContextStore.open(path)
-    if importlib.util.find_spec("asyncpg") is None:
-        raise StoreOpenError(
-            f"{masked_url(url)} needs the asyncpg package: {INSTALL_POSTGRES}",
-            setting="GLM_DB_URL",
-        )
+    require_asyncpg(url)
     from .postgres import open_postgres
 
     return ContextStore(await open_postgres(url))
