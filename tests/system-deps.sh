@@ -6,13 +6,15 @@
 #
 # chromium: the browser the console's tests (tests/browser) drive with Playwright;
 # fonts-wqy-microhei: a small CJK font, so that their screenshots show Chinese, not boxes;
-# redis-server: the Redis the shared concurrency cap's tests start (GLM_REDIS_URL).
+# redis-server: the Redis the shared concurrency cap's tests start (GLM_REDIS_URL);
+# postgresql: the server the store's PostgreSQL tests start (GLM_DB_URL), as the postgres user.
 set -euo pipefail
 
 PACKAGES=(
     chromium
     fonts-wqy-microhei
     redis-server
+    postgresql
 )
 
 installed() {

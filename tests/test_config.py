@@ -77,6 +77,7 @@ def test_ids_and_urls_are_normalised():
         {"glm_base_url": "open.bigmodel.cn"},
         {"glm_timeout": 0},
         {"glm_redis_url": "127.0.0.1:6379"},
+        {"glm_db_url": "mysql://127.0.0.1/glm"},
     ],
 )
 def test_bad_settings_are_refused_by_name(bad):
@@ -160,6 +161,34 @@ def test_a_redis_url_without_the_redis_package_stops_the_start_in_one_line(
     assert told(log_lines) == [
         "GLM_REDIS_URL is set, but the redis package is not installed: pip install"
         ' "nonebot-plugin-glm-chat[redis]" (in the checkout: pip install ".[redis]")'
+    ]
+
+
+def test_a_database_url_is_checked_without_showing_its_password(monkeypatch, log_lines):
+    monkeypatch.setenv("GLM_DB_URL", "mysql://glm:hunter2@db/glm")
+    monkeypatch.setenv("ONEBOT_ACCESS_TOKEN", "a-long-random-token")
+    with pytest.raises(SystemExit):
+        load_config()
+    assert told(log_lines) == [
+        "GLM_DB_URL: the value is not a postgresql:// or postgres:// URL, or nothing;"
+        " write e.g. GLM_DB_URL=postgresql://glm:<password>@127.0.0.1:5432/glm_chat"
+    ]
+
+
+def test_a_database_url_without_asyncpg_stops_the_start_in_one_line(monkeypatch, log_lines):
+    monkeypatch.setenv("GLM_DB_URL", "postgres://glm:hunter2@db/glm")
+    monkeypatch.setenv("ONEBOT_ACCESS_TOKEN", "a-long-random-token")
+    find_spec = startup.importlib.util.find_spec
+    monkeypatch.setattr(
+        startup.importlib.util,
+        "find_spec",
+        lambda name, *args: None if name == "asyncpg" else find_spec(name, *args),
+    )
+    with pytest.raises(SystemExit):
+        load_config()
+    assert told(log_lines) == [
+        "GLM_DB_URL is set, but the asyncpg package is not installed: pip install"
+        ' "nonebot-plugin-glm-chat[postgres]" (in the checkout: pip install ".[postgres]")'
     ]
 
 
