@@ -3,9 +3,10 @@
 
 Each operation is what a message costs the store: ``recent(conversation, 20)`` then
 ``append_turn``. The databases are filled through sqlite3 directly (100 turns per conversation),
-then measured through ContextStore.
+then measured through ContextStore. ``--backend postgres`` copies each filled file into a fresh
+database on a throwaway PostgreSQL server (``memory.copy``, timed) and measures there.
 
-    python -m benchmarks.store [--ops 2000]
+    python -m benchmarks.store [--ops 2000] [--backend sqlite|postgres]
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from pathlib import Path
 import nonebot
 
 from benchmarks.common import machine, summary, workdir
+from tests.support.postgres import PostgresServer
 
 TURNS_PER_CONVERSATION = 100
 QUESTION = "这是一个不长不短的问题，用来填满数据库里的一轮对话。" * 2
@@ -61,11 +63,11 @@ def fill(path: Path, turns: int) -> None:
         )
 
 
-async def measure(path: Path, ops: int, conversations: int) -> list[float]:
+async def measure(path: Path, ops: int, conversations: int, url: str | None) -> list[float]:
     from plugins.nonebot_plugin_glm_chat.memory.models import Speaker, Turn
-    from plugins.nonebot_plugin_glm_chat.memory.store import ContextStore
+    from plugins.nonebot_plugin_glm_chat.memory.store import open_store
 
-    store = await ContextStore.open(path)
+    store = await open_store(path, url)
     speaker = Speaker("42", "member42")
     timings: list[float] = []
     try:
@@ -80,29 +82,50 @@ async def measure(path: Path, ops: int, conversations: int) -> list[float]:
     return timings
 
 
-def main(ops: int) -> None:
+def copied(path: Path, server: PostgresServer | None) -> str | None:
+    """``path`` copied into a fresh PostgreSQL database (its URL), or None for SQLite."""
+    if server is None:
+        return None
+    from plugins.nonebot_plugin_glm_chat.memory.copy import copy_database
+
+    url = asyncio.run(server.database())
+    started = time.perf_counter()
+    rows = asyncio.run(copy_database(path, url, lambda line: None))
+    print(f"  copied {sum(rows.values()):,} rows in {time.perf_counter() - started:.1f}s")
+    return url
+
+
+def main(ops: int, backend: str) -> None:
     nonebot.init(_env_file=("benchmarks/echo_bot/.env.echo",))  # the plugin reads its config
     results: dict[int, list[float]] = {}
-    with workdir() as folder:
-        for turns in (1_000, 1_000_000):
-            path = folder / f"store-{turns}.db"
-            started = time.perf_counter()
-            fill(path, turns)
-            filled = time.perf_counter() - started
-            conversations = max(1, turns // TURNS_PER_CONVERSATION)
-            asyncio.run(measure(path, 200, conversations))  # warm the page cache
-            results[turns] = asyncio.run(measure(path, ops, conversations))
-            size = path.stat().st_size / 2**20
-            print(
-                f"  {turns:>9,} turns ({size:.0f} MiB, filled in {filled:.1f}s): "
-                f"read + write {summary(results[turns], ' ms', 1000)}"
-            )
+    server = PostgresServer().start() if backend == "postgres" else None
+    try:
+        with workdir() as folder:
+            for turns in (1_000, 1_000_000):
+                path = folder / f"store-{turns}.db"
+                started = time.perf_counter()
+                fill(path, turns)
+                filled = time.perf_counter() - started
+                url = copied(path, server)
+                conversations = max(1, turns // TURNS_PER_CONVERSATION)
+                asyncio.run(measure(path, 200, conversations, url))  # warm the caches
+                results[turns] = asyncio.run(measure(path, ops, conversations, url))
+                size = path.stat().st_size / 2**20
+                print(
+                    f"  {turns:>9,} turns ({size:.0f} MiB as SQLite, filled in {filled:.1f}s): "
+                    f"read + write {summary(results[turns], ' ms', 1000)}"
+                )
+    finally:
+        if server is not None:
+            server.stop()
     ratio = statistics.median(results[1_000_000]) / statistics.median(results[1_000])
-    print(f"store: {ops} reads of 20 turns + writes of one ({machine()})")
+    print(f"store on {backend}: {ops} reads of 20 turns + writes of one ({machine()})")
     print(f"  ratio 1M / 1k  {ratio:.2f} (medians; target <= 1.5)")
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--ops", type=int, default=2000)
-    main(parser.parse_args().ops)
+    parser.add_argument("--backend", choices=("sqlite", "postgres"), default="sqlite")
+    args = parser.parse_args()
+    main(args.ops, args.backend)

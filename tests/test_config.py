@@ -145,22 +145,29 @@ def test_bad_settings_stop_the_start_one_line_each(env, lines, monkeypatch, log_
     assert told(log_lines) == lines
 
 
-def test_a_redis_url_without_the_redis_package_stops_the_start_in_one_line(
-    monkeypatch, log_lines
+@pytest.mark.parametrize(
+    ("setting", "url", "package", "extra"),
+    [
+        ("GLM_REDIS_URL", "redis://127.0.0.1:6379/0", "redis", "redis"),
+        ("GLM_DB_URL", "postgres://glm:hunter2@db/glm", "asyncpg", "postgres"),
+    ],
+)
+def test_a_url_without_its_package_stops_the_start_in_one_line(
+    setting, url, package, extra, monkeypatch, log_lines
 ):
-    monkeypatch.setenv("GLM_REDIS_URL", "redis://127.0.0.1:6379/0")
+    monkeypatch.setenv(setting, url)
     monkeypatch.setenv("ONEBOT_ACCESS_TOKEN", "a-long-random-token")
     find_spec = startup.importlib.util.find_spec
     monkeypatch.setattr(
         startup.importlib.util,
         "find_spec",
-        lambda name, *args: None if name == "redis" else find_spec(name, *args),
+        lambda name, *args: None if name == package else find_spec(name, *args),
     )
     with pytest.raises(SystemExit):
         load_config()
     assert told(log_lines) == [
-        "GLM_REDIS_URL is set, but the redis package is not installed: pip install"
-        ' "nonebot-plugin-glm-chat[redis]" (in the checkout: pip install ".[redis]")'
+        f"{setting} is set, but the {package} package is not installed: pip install"
+        f' "nonebot-plugin-glm-chat[{extra}]" (in the checkout: pip install ".[{extra}]")'
     ]
 
 
@@ -172,23 +179,6 @@ def test_a_database_url_is_checked_without_showing_its_password(monkeypatch, log
     assert told(log_lines) == [
         "GLM_DB_URL: the value is not a postgresql:// or postgres:// URL, or nothing;"
         " write e.g. GLM_DB_URL=postgresql://glm:<password>@127.0.0.1:5432/glm_chat"
-    ]
-
-
-def test_a_database_url_without_asyncpg_stops_the_start_in_one_line(monkeypatch, log_lines):
-    monkeypatch.setenv("GLM_DB_URL", "postgres://glm:hunter2@db/glm")
-    monkeypatch.setenv("ONEBOT_ACCESS_TOKEN", "a-long-random-token")
-    find_spec = startup.importlib.util.find_spec
-    monkeypatch.setattr(
-        startup.importlib.util,
-        "find_spec",
-        lambda name, *args: None if name == "asyncpg" else find_spec(name, *args),
-    )
-    with pytest.raises(SystemExit):
-        load_config()
-    assert told(log_lines) == [
-        "GLM_DB_URL is set, but the asyncpg package is not installed: pip install"
-        ' "nonebot-plugin-glm-chat[postgres]" (in the checkout: pip install ".[postgres]")'
     ]
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import random
 import re
 import time
 from collections.abc import AsyncIterator, Sequence
@@ -25,8 +26,10 @@ from .schema_postgres import MIGRATIONS
 SETTING = "GLM_DB_URL"
 POOL_SIZE = 5  # connections at most; the store's statements are short
 CONNECT_TIMEOUT = 10.0  # seconds to reach the server at start
+STATEMENT_TIMEOUT = 30.0  # seconds a statement may take before it fails (a server gone quiet)
 CLOSE_TIMEOUT = 5.0  # seconds a closing pool waits for its statements before it cuts them
-RETRIES = 5  # tries of a statement whose number another writer took
+RETRIES = 10  # tries of a statement whose number another writer took
+RETRY_WAIT = 0.005  # seconds times the try, at most: a random pause, so writers fall out of step
 MIGRATION_LOCK = 0x676C6D2D63686174  # pg_advisory_xact_lock key: b"glm-chat"
 
 # What a server that cannot be used raises: unreachable, refusing, or a bad URL.
@@ -78,12 +81,15 @@ class PostgresDatabase:
 
     async def execute(self, sql: str, params: Params | None = None, *, retry: bool = False) -> int:
         query, args = _bind(sql, params)
-        for attempt in range(1, RETRIES + 1):
+        # Not inside a transaction: the failed statement has aborted it.
+        tries = RETRIES if retry and isinstance(self._target, asyncpg.Pool) else 1
+        for attempt in range(1, tries + 1):
             try:
                 return _rowcount(await self._target.execute(query, *args))
             except asyncpg.UniqueViolationError:
-                if not retry or attempt == RETRIES:
+                if attempt == tries:
                     raise
+                await asyncio.sleep(random.uniform(0, RETRY_WAIT * attempt))
         raise AssertionError("unreachable")
 
     @asynccontextmanager
@@ -134,6 +140,7 @@ async def open_postgres(url: str) -> PostgresDatabase:
             min_size=1,
             max_size=POOL_SIZE,
             timeout=CONNECT_TIMEOUT,
+            command_timeout=STATEMENT_TIMEOUT,
             server_settings={"TimeZone": local_zone(), "application_name": "glm-chat"},
         )
     except FAILURES as error:
