@@ -1,9 +1,12 @@
 """A fake Zhipu BigModel server for tests and benchmarks: real HTTP on 127.0.0.1.
 
-It speaks the platform's wire format: ``POST /api/paas/v4/chat/completions`` (JSON or SSE),
-``POST async/chat/completions`` + ``GET async-result/{id}``, errors as
-``{"error": {"code", "message"}}``, and checks JWTs strictly (HS256, ``sign_type: SIGN``,
-millisecond ``exp``/``timestamp``). Tests script faults with ``FakeGLM.push(Fault(...))``.
+It speaks the platform's wire format: ``POST /api/paas/v4/chat/completions`` (JSON or SSE,
+``tool_calls`` included), ``POST async/chat/completions`` + ``GET async-result/{id}``,
+``POST images/generations`` (a URL on this server, which serves the PNG), ``POST web_search``,
+errors as ``{"error": {"code", "message"}}``, and checks JWTs strictly (HS256,
+``sign_type: SIGN``, millisecond ``exp``/``timestamp``). Tests script faults with
+``FakeGLM.push(Fault(...))``; ``Fault("tool_calls", body=calls(...))`` makes the model call
+tools (only in a request that offers tools, as a real model can call no others).
 """
 
 from __future__ import annotations
@@ -43,7 +46,8 @@ class Fault:
     (stream some text, then an error frame), ``finish`` (stream ends with ``finish_reason``),
     ``no_choices`` (200 JSON without choices), ``hang`` (answer after ``delay`` seconds),
     ``reply`` (answer with ``body`` as the model's text), ``hold`` (answer, with ``body`` if
-    given, once the test calls ``FakeGLM.release()``).
+    given, once the test calls ``FakeGLM.release()``), ``tool_calls`` (call the tools listed
+    in ``body``, see ``calls``).
     """
 
     kind: str
@@ -123,6 +127,9 @@ class FakeGLM:
     polls: int = 0
     poll_faults: deque[Fault] = field(default_factory=deque)  # what the next polls get instead
     holding: int = 0  # requests waiting for release()
+    image_faults: deque[Fault] = field(default_factory=deque)  # for images/generations
+    image_latency: float = 0.0
+    serve_images: bool = True  # False: the drawn picture's URL answers 404
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
@@ -152,7 +159,22 @@ class FakeGLM:
     def _next_fault(self, body: dict[str, Any]) -> Fault | None:
         with self._lock:
             line = self.summary_faults if is_summary(body) else self.faults
+            if line and line[0].kind == "tool_calls" and not offers_functions(body):
+                return None  # a model offered no tools calls none; the call waits its turn
             return line.popleft() if line else None
+
+    def push_image(self, *faults: Fault) -> None:
+        """What the next images/generations requests get instead of a picture."""
+        with self._lock:
+            self.image_faults.extend(faults)
+
+    def drawings(self) -> list[Recorded]:
+        with self._lock:
+            return [r for r in self.requests if r.path.endswith("/images/generations")]
+
+    def searches(self) -> list[Recorded]:
+        with self._lock:
+            return [r for r in self.requests if r.path.endswith("/web_search")]
 
     def completions(self) -> list[Recorded]:
         """The chat requests received for answers (sync, stream and async creations)."""
@@ -170,6 +192,7 @@ class FakeGLM:
         """Back to a prompt server with no limit and nothing received or scripted."""
         self.clear()
         self.latency, self.max_in_flight = 0.0, 0
+        self.image_latency, self.serve_images = 0.0, True
         return self
 
     def clear(self) -> None:
@@ -182,6 +205,7 @@ class FakeGLM:
             self.faults.clear()
             self.summary_faults.clear()
             self.poll_faults.clear()
+            self.image_faults.clear()
             self.refused_1302 = self.peak_in_flight = self.polls = 0
         self._released.clear()
 
@@ -222,6 +246,9 @@ class FakeGLM:
                 Route(f"{BASE_PATH}/chat/completions", self._chat, methods=["POST"]),
                 Route(f"{BASE_PATH}/async/chat/completions", self._async_create, methods=["POST"]),
                 Route(f"{BASE_PATH}/async-result/{{task_id}}", self._async_result),
+                Route(f"{BASE_PATH}/images/generations", self._draw, methods=["POST"]),
+                Route(f"{BASE_PATH}/web_search", self._web_search, methods=["POST"]),
+                Route("/files/{name}", self._file),
             ]
         )
 
@@ -238,9 +265,63 @@ class FakeGLM:
         if not isinstance(body.get("messages"), list) or not body["messages"]:
             return None, error_response(400, "1214", "messages must not be empty")
         for message in body["messages"]:
-            if message.get("content") in ("", None, []):
+            if message.get("role") == "tool" and not message.get("tool_call_id"):
+                return None, error_response(400, "1214", "a tool message needs tool_call_id")
+            if message.get("content") in ("", None, []) and not message.get("tool_calls"):
                 return None, error_response(400, "1214", "message content must not be empty")
         return body, None
+
+    async def _authorised(self, request: Request) -> tuple[dict[str, Any] | None, Response | None]:
+        """A JSON body from a caller with a valid key (for the non-chat endpoints)."""
+        try:
+            body = json.loads(await request.body())
+        except ValueError:
+            return None, error_response(400, "1214", "body is not JSON")
+        claims, refusal = self.check_auth(request.headers.get("authorization", ""))
+        with self._lock:
+            self.requests.append(Recorded(request.url.path, body, dict(request.headers), claims))
+        return (None, refusal) if refusal is not None else (body, None)
+
+    async def _draw(self, request: Request) -> Response:
+        body, refusal = await self._authorised(request)
+        if refusal is not None:
+            return refusal
+        assert body is not None
+        if not body.get("model") or not str(body.get("prompt") or "").strip():
+            return error_response(400, "1214", "model and prompt are required")
+        with self._lock:
+            fault = self.image_faults.popleft() if self.image_faults else None
+        await asyncio.sleep(fault.delay if fault is not None else self.image_latency)
+        if fault is not None and fault.kind != "hang":
+            return fault_response(fault)
+        name = f"{uuid.uuid4().hex[:12]}.png"
+        return JSONResponse(
+            {"created": int(time.time()), "data": [{"url": f"{request.base_url}files/{name}"}]}
+        )
+
+    async def _file(self, request: Request) -> Response:
+        if not self.serve_images:
+            return Response("not found", status_code=404, media_type="text/plain")
+        return Response(PNG, media_type="image/png")
+
+    async def _web_search(self, request: Request) -> Response:
+        body, refusal = await self._authorised(request)
+        if refusal is not None:
+            return refusal
+        assert body is not None
+        query = str(body.get("search_query") or "")
+        if not query:
+            return error_response(400, "1214", "search_query is required")
+        return JSONResponse(
+            {
+                "id": uuid.uuid4().hex,
+                "created": int(time.time()),
+                "search_result": [
+                    {**result, "content": f"关于「{query}」的报道{index}"}
+                    for index, result in enumerate(SEARCH_RESULTS, start=1)
+                ],
+            }
+        )
 
     async def _chat(self, request: Request) -> Response:
         body, refusal = await self._admit(request)
@@ -262,6 +343,14 @@ class FakeGLM:
                 await self._hold()
             elif self.latency:
                 await asyncio.sleep(self.latency)
+            if fault is not None and fault.kind == "tool_calls":
+                called = json.loads(fault.body)
+                if body.get("stream"):
+                    release = False
+                    return StreamingResponse(
+                        self._sse_calls(body, called), media_type="text/event-stream"
+                    )
+                return JSONResponse(completion_body(body, "", "tool_calls", called))
             if fault is not None and fault.kind not in (
                 "hang",
                 "hold",
@@ -339,6 +428,42 @@ class FakeGLM:
             if not released:
                 self._release()
 
+    async def _sse_calls(self, body: dict[str, Any], called: list[dict[str, Any]]):
+        """Tool calls as the platform streams them: a call's id and name first, its
+        arguments in two pieces after (same ``index``), then ``finish_reason: tool_calls``."""
+        try:
+            chunk_id = f"chatcmpl-{uuid.uuid4().hex[:12]}"
+            for index, call in enumerate(called):
+                arguments = call["function"]["arguments"]
+                half = len(arguments) // 2
+                pieces = [
+                    {**call, "index": index, "function": {**call["function"], "arguments": ""}},
+                    {"index": index, "function": {"arguments": arguments[:half]}},
+                    {"index": index, "function": {"arguments": arguments[half:]}},
+                ]
+                for piece in pieces:
+                    frame = {
+                        "id": chunk_id,
+                        "created": int(time.time()),
+                        "model": body.get("model"),
+                        "choices": [
+                            {"index": 0, "delta": {"role": "assistant", "tool_calls": [piece]}}
+                        ],
+                    }
+                    yield f"data: {json.dumps(frame, ensure_ascii=False)}\n\n"
+                    await asyncio.sleep(0)
+        finally:
+            self._release()
+        last = {
+            "id": chunk_id,
+            "created": int(time.time()),
+            "model": body.get("model"),
+            "choices": [{"index": 0, "finish_reason": "tool_calls", "delta": {}}],
+            "usage": usage_of(body, json.dumps(called)),
+        }
+        yield f"data: {json.dumps(last, ensure_ascii=False)}\n\n"
+        yield "data: [DONE]\n\n"
+
     async def _async_create(self, request: Request) -> Response:
         body, refusal = await self._admit(request)
         if refusal is not None:
@@ -387,6 +512,9 @@ class FakeGLM:
             )
         if fault is not None and fault.kind == "text":
             return JSONResponse({"id": task_id, "task_status": fault.body or "FAIL"})
+        if fault is not None and fault.kind == "tool_calls":
+            done = completion_body(body, "", "tool_calls", json.loads(fault.body))
+            return JSONResponse({**done, "task_status": "SUCCESS"})
         text = fault.body if fault is not None and fault.kind == "reply" else self.reply(body)
         return JSONResponse({**completion_body(body, text), "task_status": "SUCCESS"})
 
@@ -424,6 +552,37 @@ def searched(body: dict[str, Any]) -> bool:
     )
 
 
+def offers_functions(body: dict[str, Any]) -> bool:
+    """Whether the request offers function tools."""
+    return any(tool.get("type") == "function" for tool in body.get("tools") or [])
+
+
+def calls(*named: tuple[str, Any]) -> str:
+    """A ``Fault("tool_calls")`` body: ``(tool name, arguments)`` pairs; arguments given as a
+    dict are sent as JSON text, a str as it is (it may be broken JSON)."""
+    return json.dumps(
+        [
+            {
+                "id": f"call_{uuid.uuid4().hex[:8]}",
+                "type": "function",
+                "function": {
+                    "name": name,
+                    "arguments": arguments
+                    if isinstance(arguments, str)
+                    else json.dumps(arguments, ensure_ascii=False),
+                },
+            }
+            for name, arguments in named
+        ],
+        ensure_ascii=False,
+    )
+
+
+def tool_results(body: dict[str, Any]) -> list[str]:
+    """The tool results a request carries, oldest first."""
+    return [m["content"] for m in body.get("messages", []) if m.get("role") == "tool"]
+
+
 def usage_of(body: dict[str, Any], text: str) -> dict[str, int]:
     prompt = sum(len(str(m.get("content", ""))) for m in body.get("messages", []))
     return {
@@ -433,8 +592,16 @@ def usage_of(body: dict[str, Any], text: str) -> dict[str, int]:
     }
 
 
-def completion_body(body: dict[str, Any], text: str, finish_reason: str = "stop") -> dict[str, Any]:
+def completion_body(
+    body: dict[str, Any],
+    text: str,
+    finish_reason: str = "stop",
+    tool_calls: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
     extra = {"web_search": SEARCH_RESULTS} if searched(body) else {}
+    message: dict[str, Any] = {"role": "assistant", "content": text}
+    if tool_calls:
+        message["tool_calls"] = tool_calls
     return {
         **extra,
         "id": f"chatcmpl-{uuid.uuid4().hex[:12]}",
@@ -444,11 +611,18 @@ def completion_body(body: dict[str, Any], text: str, finish_reason: str = "stop"
             {
                 "index": 0,
                 "finish_reason": finish_reason,
-                "message": {"role": "assistant", "content": text},
+                "message": message,
             }
         ],
-        "usage": usage_of(body, text),
+        "usage": usage_of(body, text or json.dumps(tool_calls)),
     }
+
+
+# The picture every drawing is: a valid 1x1 PNG.
+PNG = bytes.fromhex(
+    "89504e470d0a1a0a0000000d49484452000000010000000108060000001f15c489"
+    "0000000d49444154789c63f8dfc0f01f000680027f104c1be10000000049454e44ae426082"
+)
 
 
 def error_response(status: int, code: str, message: str) -> JSONResponse:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
@@ -75,6 +75,7 @@ class CallRecord:
     usage: Usage = field(default_factory=Usage)
     rested_keys: list[str] = field(default_factory=list)  # labels put to rest by this call
     started_at: float = field(default_factory=time.time)  # wall clock, for the console
+    started: float = field(default_factory=time.monotonic)  # for durations and deadlines
 
     @property
     def ok(self) -> bool:
@@ -151,47 +152,86 @@ class GLMClient:
         ``can_wait``: the call yields its place to answers (see ``Slots``).
         """
         record = CallRecord(conversation, model, mode, purpose)
-        started = time.monotonic()
         body = {"model": model, "messages": messages, **(options or {})}
+
+        async def work() -> Completion:
+            completion = await self._complete_with_retries(body, mode, record, on_text, can_wait)
+            record.usage = completion.usage
+            return completion
+
+        return await self._recorded(record, work)
+
+    async def post_json(
+        self,
+        path: str,
+        body: dict[str, Any],
+        *,
+        model: str,
+        purpose: str,
+        conversation: str = "",
+    ) -> dict[str, Any]:
+        """``POST {base}/{path}`` with ``body``, under the same keys, cap and retries as a
+        completion; the call is logged and counted with ``purpose`` (``draw``, ``search``)."""
+        record = CallRecord(conversation, model, "sync", purpose)
+
+        async def attempt(credential: Credential) -> dict[str, Any]:
+            async with self._placed(credential, can_wait=False):
+                with _transport_errors(self._timeout):
+                    response = await self._http.post(
+                        path, json=body, headers=_auth_headers(credential.bearer())
+                    )
+                return _json_from_response(response)
+
+        async def work() -> dict[str, Any]:
+            if self.keys is None:
+                raise NotConfiguredError("no API key configured")
+            deadline = record.started + self._timeout * 2
+            return await self._with_retries(attempt, record, deadline)
+
+        return await self._recorded(record, work)
+
+    async def _recorded(self, record: CallRecord, work: Callable[[], Awaitable[T]]) -> T:
+        """Run one call's ``work``; whatever the outcome, ``record`` is finished and reported."""
         try:
-            completion = await self._complete_with_retries(
-                body, mode, record, started, on_text, can_wait
-            )
+            result = await work()
         except BaseException as error:  # a cancelled call is a failed one too; never swallowed
             record.fail(error)
             raise
         else:
-            record.status, record.usage = 200, completion.usage
-            return completion
+            record.status = 200
+            return result
         finally:
-            record.total_s = time.monotonic() - started
+            record.total_s = time.monotonic() - record.started
             if self._on_call is not None:
                 self._on_call(record)
+
+    @asynccontextmanager
+    async def _placed(self, credential: Credential, *, can_wait: bool) -> AsyncIterator[None]:
+        """A place under this process's cap and, with Redis, under the key's shared cap."""
+        async with self._slots.take(can_wait=can_wait):
+            lease = await self._take_shared(credential)
+            try:
+                yield
+            finally:
+                await self._free_shared(lease)
 
     async def _complete_with_retries(
         self,
         body: dict[str, Any],
         mode: CallMode,
         record: CallRecord,
-        started: float,
         on_text: TextSink | None,
         can_wait: bool,
     ) -> Completion:
         if self.keys is None:
             raise NotConfiguredError("no API key configured")
-        deadline = started + self._timeout * 2
+        deadline = record.started + self._timeout * 2
         if mode == "async":
             return await self._async_task(body, record, deadline, can_wait)
 
         async def call(credential: Credential) -> Completion:
-            async with self._slots.take(can_wait=can_wait):
-                lease = await self._take_shared(credential)
-                try:
-                    return await self._call_once(
-                        mode, body, credential.bearer(), record, started, on_text
-                    )
-                finally:
-                    await self._free_shared(lease)
+            async with self._placed(credential, can_wait=can_wait):
+                return await self._call_once(mode, body, credential.bearer(), record, on_text)
 
         return await self._with_retries(call, record, deadline)
 
@@ -247,13 +287,12 @@ class GLMClient:
         body: dict[str, Any],
         bearer: str,
         record: CallRecord,
-        started: float,
         on_text: TextSink | None = None,
     ) -> Completion:
         headers = _auth_headers(bearer)
         with _transport_errors(self._timeout):
             if mode == "stream":
-                return await self._stream(body, headers, record, started, on_text)
+                return await self._stream(body, headers, record, on_text)
             response = await self._http.post(
                 "chat/completions", json={**body, "stream": False}, headers=headers
             )
@@ -264,7 +303,6 @@ class GLMClient:
         body: dict[str, Any],
         headers: dict[str, str],
         record: CallRecord,
-        started: float,
         on_text: TextSink | None,
     ) -> Completion:
         request = self._http.build_request(
@@ -285,7 +323,7 @@ class GLMClient:
                     continue
                 text = assembler.feed(payload)
                 if text and record.first_token_s is None:
-                    record.first_token_s = time.monotonic() - started
+                    record.first_token_s = time.monotonic() - record.started
                 if text and on_text is not None:
                     on_text(text)
             return assembler.result()

@@ -31,9 +31,28 @@ class Usage:
         return cls(prompt, completion, count("total_tokens") or prompt + completion)
 
 
+@dataclass(frozen=True)
+class ToolCall:
+    """A function the model asked to call: its call id, name and arguments (JSON text, as the
+    model wrote it: it may not parse)."""
+
+    id: str
+    name: str
+    arguments: str = ""
+
+    def as_message_part(self) -> dict[str, Any]:
+        """The call as the assistant message that asked for it carries it back."""
+        return {
+            "id": self.id,
+            "type": "function",
+            "function": {"name": self.name, "arguments": self.arguments},
+        }
+
+
 @dataclass
 class Completion:
-    """The answer the chat may see, with what the platform reported about it."""
+    """The answer the chat may see, with what the platform reported about it. With
+    ``tool_calls`` the model asks for tools first; ``content`` may then be empty."""
 
     content: str
     model: str = ""
@@ -41,6 +60,7 @@ class Completion:
     usage: Usage = field(default_factory=Usage)
     reasoning: str = ""
     web_search: list[dict[str, Any]] = field(default_factory=list)
+    tool_calls: list[ToolCall] = field(default_factory=list)
 
 
 def _writes_reasoning_blocks(model: str) -> bool:
@@ -77,14 +97,34 @@ def check_finish_reason(reason: str | None) -> None:
 
 
 def _finish(
-    content: str, reasoning: str, model: str, reason: str | None, usage: Usage, search: list
+    content: str,
+    reasoning: str,
+    model: str,
+    reason: str | None,
+    usage: Usage,
+    search: list,
+    calls: list[ToolCall],
 ) -> Completion:
     check_finish_reason(reason)
     answer, think = split_reasoning(content, model)
     reasoning = "\n".join(part for part in (reasoning.strip(), think) if part)
-    if not answer:
+    if not answer and not calls:
         raise UpstreamError("the model returned an empty answer")
-    return Completion(answer, model, reason, usage, reasoning, search)
+    return Completion(answer, model, reason, usage, reasoning, search, calls)
+
+
+def _tool_call(data: Any, index: int) -> ToolCall | None:
+    """A whole tool call from a message's ``tool_calls`` entry (None: not a function call)."""
+    if not isinstance(data, dict):
+        return None
+    function = data.get("function") if isinstance(data.get("function"), dict) else {}
+    name = _text(function.get("name"))
+    if not name:
+        return None
+    arguments = function.get("arguments")
+    if not isinstance(arguments, str):  # some answers carry the arguments as an object
+        arguments = json.dumps(arguments, ensure_ascii=False) if arguments is not None else ""
+    return ToolCall(_text(data.get("id")) or f"call_{index}", name, arguments)
 
 
 def _raise_if_error(data: dict[str, Any], status: int | None) -> None:
@@ -109,6 +149,8 @@ def completion_from_json(data: Any, status: int | None = 200) -> Completion:
         raise UpstreamError("the response has no choices")
     choice = choices[0]
     message = choice.get("message") if isinstance(choice.get("message"), dict) else {}
+    listed = message.get("tool_calls") if isinstance(message.get("tool_calls"), list) else []
+    calls = [call for i, item in enumerate(listed) if (call := _tool_call(item, i))]
     return _finish(
         _text(message.get("content")),
         _text(message.get("reasoning_content")),
@@ -116,6 +158,7 @@ def completion_from_json(data: Any, status: int | None = 200) -> Completion:
         choice.get("finish_reason"),
         Usage.from_json(data.get("usage")),
         _web_search(data),
+        calls,
     )
 
 
@@ -133,6 +176,7 @@ class StreamAssembler:
         self._finish_reason: str | None = None
         self._usage = Usage()
         self._web_search: list[dict[str, Any]] = []
+        self._calls: dict[int, dict[str, str]] = {}  # by index: id, name, arguments so far
         self.done = False
 
     def feed(self, payload: str) -> str:
@@ -161,10 +205,29 @@ class StreamAssembler:
                 self._content.append(text)
                 added += text
             self._reasoning.append(_text(delta.get("reasoning_content")))
+            if isinstance(delta.get("tool_calls"), list):
+                self._feed_calls(delta["tool_calls"])
             if choice.get("finish_reason"):
                 self._finish_reason = choice["finish_reason"]
                 check_finish_reason(self._finish_reason)
         return added
+
+    def _feed_calls(self, parts: list[Any]) -> None:
+        """Tool calls arrive whole or in pieces: a call's first piece has its id and name,
+        later ones (same ``index``) add to its arguments."""
+        for position, part in enumerate(parts):
+            if not isinstance(part, dict):
+                continue
+            index = part.get("index") if isinstance(part.get("index"), int) else position
+            call = self._calls.setdefault(index, {"id": "", "name": "", "arguments": ""})
+            function = part.get("function") if isinstance(part.get("function"), dict) else {}
+            call["id"] = call["id"] or _text(part.get("id"))
+            call["name"] = call["name"] or _text(function.get("name"))
+            arguments = function.get("arguments")
+            if isinstance(arguments, str):
+                call["arguments"] += arguments
+            elif arguments is not None:
+                call["arguments"] += json.dumps(arguments, ensure_ascii=False)
 
     def result(self) -> Completion:
         """The completion, once the stream has ended."""
@@ -177,4 +240,9 @@ class StreamAssembler:
             self._finish_reason,
             self._usage,
             self._web_search,
+            [
+                ToolCall(call["id"] or f"call_{index}", call["name"], call["arguments"])
+                for index, call in sorted(self._calls.items())
+                if call["name"]
+            ],
         )
