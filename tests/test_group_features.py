@@ -180,7 +180,11 @@ async def test_usage_shows_today_and_the_week(app: App, fake_glm, group):
     assert f"group:{group}：{tokens} / {tokens}" in lines
 
 
-async def test_web_search_sends_the_tool_and_lists_three_sources(app: App, fake_glm, group):
+async def test_web_search_without_tools_sends_the_platforms_tool_and_lists_three_sources(
+    app: App, fake_glm, group
+):
+    tools_off = command("/glm tools off", group, role="admin")
+    await receive(app, tools_off, quoted(tools_off, "工具已关闭，我只用文字回答。"))
     on = command("/glm search on", group, role="admin")
     await receive(app, on, quoted(on, "联网搜索已开启，回答会附上来源。"))
     answer = "回声#2：小明(42): 今天有什么新闻"

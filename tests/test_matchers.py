@@ -271,6 +271,7 @@ RESET_HELP = "/glm reset [all] — 清空本会话的上下文（别名 /重置�
 STATUS_HELP = "/glm status — 查看模型、记住的对话、摘要和旁听"
 USAGE_HELP = "/glm usage — 今天和近 7 天用掉的 token"
 HELP_HELP = "/glm help — 显示这份帮助"
+DRAW_HELP = "/glm draw <描述> — 按描述画一张图"
 MODEL_VIEW = "/glm model — 查看或切换本会话的模型（修改需机器人主人）"
 MEMBER_HELP = [
     INTRO,
@@ -278,6 +279,8 @@ MEMBER_HELP = [
     STATUS_HELP,
     "/glm persona — 查看或设置人设（系统提示词）（修改需管理员）",
     MODEL_VIEW,
+    "/glm tools — 开关工具：画图、查时间等（以及机器人主人配置的 MCP 工具）（修改需管理员）",
+    DRAW_HELP,
     USAGE_HELP,
     HELP_HELP,
 ]
@@ -291,6 +294,8 @@ ADMIN_HELP = [
     "/glm on — 在本群开启回答",
     "/glm off — 在本群关闭回答（命令仍可用）",
     "/glm search on|off — 开关联网搜索，回答后列出来源",
+    "/glm tools on|off — 开关工具：画图、查时间等（以及机器人主人配置的 MCP 工具）",
+    DRAW_HELP,
     "/glm listen on|off — 旁听群聊：提问时带上最近没有@我的群消息",
     "/glm chime <0-100> — 没人@我时主动插话的概率（百分比，默认 0）",
     USAGE_HELP,

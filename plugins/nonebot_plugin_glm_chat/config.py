@@ -14,6 +14,7 @@ from pydantic import BaseModel, Field, field_validator
 DEFAULT_BASE_URL = "https://open.bigmodel.cn/api/paas/v4"
 DEFAULT_MODEL = "glm-4-flash-250414"  # free on BigModel; answers without a reasoning phase
 DEFAULT_VISION_MODEL = "glm-4.6v-flash"  # free; glm-4v-flash refuses base64 images (1210)
+DEFAULT_IMAGE_MODEL = "cogview-3-flash"  # free
 DEFAULT_SYSTEM_PROMPT = (
     "你是QQ群里的AI助手，由智谱GLM模型驱动。回答简洁、友好、准确；"
     "不知道就直说，不要编造。不使用Markdown标题和表格。"
@@ -107,6 +108,14 @@ class Config(BaseModel):
         description="a redis://, rediss:// or unix:// URL, or nothing",
         examples=["redis://127.0.0.1:6379/0"],
     )
+    glm_image_model: str = Field(DEFAULT_IMAGE_MODEL, description="a model name")
+    glm_tools: Literal["on", "off"] = Field("on", description="on or off")
+    glm_tool_rounds: int = _whole(3, 1, 10)
+    glm_mcp_servers: dict[str, dict[str, Any]] = Field(
+        default_factory=dict,
+        description='JSON: a name for each server, with {"command", "args", "env"} or {"url"}',
+        examples=['{"fetch": {"command": "uvx", "args": ["mcp-server-fetch"]}}'],
+    )
 
     @field_validator("glm_api_key", mode="before")
     @classmethod
@@ -118,6 +127,7 @@ class Config(BaseModel):
     @field_validator(
         "glm_model",
         "glm_vision_model",
+        "glm_image_model",
         "glm_system_prompt",
         "glm_console_token",
         "glm_summary_model",

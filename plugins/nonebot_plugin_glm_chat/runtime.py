@@ -17,12 +17,16 @@ from .chat.summary import Summarizer
 from .config import Config
 from .glm.auth import KeyPool
 from .glm.client import CallRecord, GLMClient
+from .glm.images import ImageMaker
+from .tools.builtin import builtin_tools
+from .tools.web_search import web_search_tool
 
 if TYPE_CHECKING:
     from .shared.cap import SharedCap
     from .shared.limits import SharedCooldown, SharedNotices
 from .memory.store import open_store
 from .qq.delivery import RecentIds
+from .qq.drawing import Drawings
 from .startup import keys_to_use, report_ready
 
 
@@ -39,6 +43,8 @@ class Services:
     private_notices: OncePerDay | SharedNotices  # users told today private chat is closed
     sent: RecentIds  # ids of the messages the bot sent: a reply to one is addressed to it
     chime: ChimeGate
+    images: ImageMaker  # /glm draw and the draw_image tool
+    drawings: Drawings  # /glm draw's pictures under way
 
     @property
     def reading(self) -> ReadingAlong:
@@ -131,6 +137,8 @@ async def open_services(config: Config) -> Services:
         history_turns=config.glm_history_turns,
         context_tokens=config.glm_context_tokens,
         thinking=config.glm_thinking,
+        tools=config.glm_tools == "on",
+        tool_rounds=config.glm_tool_rounds,
     )
     reading = ReadingAlong(
         store.background,
@@ -148,7 +156,17 @@ async def open_services(config: Config) -> Services:
             window=config.glm_history_turns,
             context_tokens=config.glm_context_tokens,
         )
-    chat = ChatService(store, client, settings, reading=reading, summarizer=summarizer)
+    images = ImageMaker(client, config.glm_image_model)
+    own_tools = builtin_tools(images)
+    chat = ChatService(
+        store,
+        client,
+        settings,
+        reading=reading,
+        summarizer=summarizer,
+        tools=lambda: own_tools,
+        search_tool=web_search_tool(client),
+    )
 
     async def personal(chat_key: str) -> bool:
         return (await chat.options(chat_key)).personal
@@ -163,6 +181,8 @@ async def open_services(config: Config) -> Services:
         sharing.private_notices,
         RecentIds(),
         ChimeGate(config.glm_chime_gap),
+        images,
+        Drawings(),
     )
     report_ready(config)
     return _services
@@ -174,9 +194,11 @@ async def close_services() -> None:
     if _services is not None:
         services, _services = _services, None
         await services.queues.close()
+        await services.drawings.close()
         if services.chat.summarizer is not None:
             await services.chat.summarizer.close()
         await services.reading.close()
+        await services.images.aclose()
         await services.chat.client.aclose()
         if services.chat.client.shared is not None:
             await services.chat.client.shared.link.close()

@@ -129,6 +129,9 @@ class OneBotClient:
             data = self._messages.get(int(params["message_id"]))
             if data is None:
                 return {"status": "failed", "retcode": 1404, "data": None, "echo": echo}
+        elif action == "get_group_info":
+            group = int(params["group_id"])
+            data = {"group_id": group, "group_name": f"测试群{group}", "member_count": 10}
         elif action == "get_login_info":
             data = {"user_id": self.self_id, "nickname": "bot"}
         return {"status": "ok", "retcode": 0, "data": data, "echo": echo}

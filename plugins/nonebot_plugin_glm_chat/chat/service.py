@@ -18,6 +18,9 @@ from ..glm.completion import Completion
 from ..glm.errors import MessageTooLongError, PromptTooLongError
 from ..memory.models import ChatOptions, Heard, Speaker, Summary, Turn
 from ..memory.store import ContextStore
+from ..tools.base import Tool, ToolContext
+from ..tools.rounds import answer_with_tools
+from ..tools.toolbox import Toolbox
 from .context import CHIME_CUE, Quote
 from .prompt import GROUP_NOTE, Prompt, build_prompt, history_tokens
 from .reading import ReadingAlong
@@ -41,6 +44,8 @@ class ChatSettings:
     history_turns: int = 20
     context_tokens: int = 6000
     thinking: str | None = None
+    tools: bool = True  # whether chats offer the bot's tools unless their admins said (GLM_TOOLS)
+    tool_rounds: int = 3
 
 
 @dataclass(frozen=True)
@@ -112,12 +117,16 @@ class ChatService:
         *,
         reading: ReadingAlong | None = None,
         summarizer: Summarizer | None = None,
+        tools: Callable[[], list[Tool]] | None = None,
+        search_tool: Tool | None = None,
     ) -> None:
         self.store = store
         self.client = client
         self.settings = settings
         self.reading = reading
         self.summarizer = summarizer
+        self.tools = tools  # the tools chats may offer (built-in first, then MCP servers')
+        self.search_tool = search_tool  # web search as a function, for chats with tools on
         self._options: dict[str, ChatOptions] = {}  # insertion order: oldest first
 
     async def options(self, chat: str) -> ChatOptions:
@@ -141,6 +150,10 @@ class ChatService:
             await self.reading.forget(chat)
         return options
 
+    def tools_on(self, options: ChatOptions) -> bool:
+        """Whether a chat offers the bot's tools (its admins' choice, else GLM_TOOLS)."""
+        return self.settings.tools if options.tools is None else options.tools
+
     def model_for(self, options: ChatOptions, question: Question | None = None) -> str:
         if question is not None and question.images:
             return self.settings.vision_model
@@ -151,11 +164,13 @@ class ChatService:
         question: Question,
         hand_over: Callable[[Completion], Awaitable[bool]],
         on_text: TextSink | None = None,
+        act: ToolContext | None = None,
     ) -> Completion:
         """Answer ``question`` and hand the answer over (to QQ, to a browser); the turn is
         stored only when ``hand_over`` says it got through (its tokens are counted either
-        way). A failed call stores nothing. ``on_text`` sees the answer as it streams."""
-        completion = await self._respond(question, hand_over, on_text)
+        way). A failed call stores nothing. ``on_text`` sees the answer as it streams;
+        ``act`` is what tools may do in the chat (default: nothing but return text)."""
+        completion = await self._respond(question, hand_over, on_text, act)
         assert completion is not None
         return completion
 
@@ -166,13 +181,14 @@ class ChatService:
         in the group's shared conversation like a turn; None when there was nothing new to
         speak to."""
         question = Question(chat, CHIME_CUE, heard_until=heard_until, remark=True)
-        return await self._respond(question, hand_over, None)
+        return await self._respond(question, hand_over, None, None)
 
     async def _respond(
         self,
         question: Question,
         hand_over: Callable[[Completion], Awaitable[bool]],
         on_text: TextSink | None,
+        act: ToolContext | None,
     ) -> Completion | None:
         options = await self.options(question.chat)
         background = await self._background(question, options)
@@ -185,7 +201,8 @@ class ChatService:
             after=summary.upto if summary else 0,
         )
         context = _Context(history, background, summary.text if summary else None)
-        completion, prompt = await self._complete_fitting(question, options, context, on_text)
+        call = _Call(question, options, on_text, act)
+        completion, prompt = await self._complete_fitting(call, context)
         if await hand_over(completion):
             await self.store.append_turn(
                 question.conversation,
@@ -210,35 +227,24 @@ class ChatService:
     async def _summary(self, conversation: str) -> Summary | None:
         return await self.store.summary(conversation) if self.summarizer is not None else None
 
-    async def _complete_fitting(
-        self,
-        question: Question,
-        options: ChatOptions,
-        context: _Context,
-        on_text: TextSink | None,
-    ) -> tuple[Completion, Prompt]:
+    async def _complete_fitting(self, call: _Call, context: _Context) -> tuple[Completion, Prompt]:
         budget = self.settings.context_tokens
         try:
-            return await self._call_within(question, options, context, budget, on_text)
+            return await self._call_within(call, context, budget)
         except MessageTooLongError:
             raise
         except PromptTooLongError:
             # Our estimate was too generous for this model: trim much harder, once.
-            return await self._call_within(question, options, context, budget // 3, on_text)
+            return await self._call_within(call, context, budget // 3)
 
     async def _call_within(
-        self,
-        question: Question,
-        options: ChatOptions,
-        context: _Context,
-        budget: int,
-        on_text: TextSink | None,
+        self, call: _Call, context: _Context, budget: int
     ) -> tuple[Completion, Prompt]:
         """One call with as much context as fits ``budget``; a prompt the model still finds
         too long without any history means the message itself is too long."""
-        prompt = self._prompt(question, options, context, budget)
+        prompt = self._prompt(call.question, call.options, context, budget)
         try:
-            return await self._call(question, options, prompt.messages, on_text), prompt
+            return await self._call(call, prompt.messages, budget), prompt
         except PromptTooLongError as error:
             if prompt.turns or prompt.background or prompt.summary:  # trimmable: not its fault
                 raise
@@ -266,27 +272,62 @@ class ChatService:
             token_budget=budget,
         )
 
-    async def _call(
-        self,
-        question: Question,
-        options: ChatOptions,
-        messages: list[dict[str, Any]],
-        on_text: TextSink | None,
-    ) -> Completion:
-        settings = self.settings
+    async def _call(self, call: _Call, messages: list[dict[str, Any]], budget: int) -> Completion:
+        question, options = call.question, call.options
         request_options: dict[str, Any] = {}
-        if settings.thinking:
-            request_options["thinking"] = {"type": settings.thinking}
-        if options.web_search:
-            request_options["tools"] = [WEB_SEARCH_TOOL]
+        if self.settings.thinking:
+            request_options["thinking"] = {"type": self.settings.thinking}
+        toolbox = self._toolbox(call)
+        if toolbox is None:
+            if options.web_search:
+                request_options["tools"] = [WEB_SEARCH_TOOL]
+            return await self._ask(call, messages, request_options)
+
+        async def ask(
+            messages: list[dict[str, Any]], offered: list[dict[str, Any]] | None
+        ) -> Completion:
+            return await self._ask(call, messages, {**request_options, "tools": offered})
+
+        speaker = question.speaker
+        act = call.act or ToolContext(
+            question.chat,
+            speaker.user_id if speaker else "",
+            speaker.name if speaker else "",
+        )
+        return await answer_with_tools(
+            ask,
+            messages,
+            toolbox,
+            act,
+            rounds=self.settings.tool_rounds,
+            token_budget=budget // 2,
+        )
+
+    def _toolbox(self, call: _Call) -> Toolbox | None:
+        """The tools this question may use: none for a remark, a question with images (the
+        vision model) or a chat with tools off."""
+        question, options = call.question, call.options
+        if self.tools is None or question.remark or question.images:
+            return None
+        if not self.tools_on(options):
+            return None
+        tools = self.tools()
+        if options.web_search and self.search_tool is not None:
+            tools = [*tools, self.search_tool]
+        return Toolbox(tools)
+
+    async def _ask(
+        self, call: _Call, messages: list[dict[str, Any]], request_options: dict[str, Any]
+    ) -> Completion:
+        offered = {key: value for key, value in request_options.items() if value is not None}
         return await self.client.complete(
             messages,
-            model=self.model_for(options, question),
-            mode=settings.call_mode,
-            options=request_options or None,
-            conversation=question.conversation,
-            on_text=on_text,
-            purpose="remark" if question.remark else "answer",
+            model=self.model_for(call.options, call.question),
+            mode=self.settings.call_mode,
+            options=offered or None,
+            conversation=call.question.conversation,
+            on_text=call.on_text,
+            purpose="remark" if call.question.remark else "answer",
         )
 
     async def spent_today(self, chat: str, limit: int) -> bool:
@@ -325,6 +366,16 @@ class ChatService:
             tokens=history_tokens(history),
             summary=summary,
         )
+
+
+@dataclass(frozen=True)
+class _Call:
+    """One question being answered, with what its answer may use."""
+
+    question: Question
+    options: ChatOptions
+    on_text: TextSink | None
+    act: ToolContext | None
 
 
 @dataclass(frozen=True)

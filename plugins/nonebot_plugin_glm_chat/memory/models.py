@@ -63,7 +63,8 @@ class Summary:
 
 @dataclass(frozen=True)
 class ChatOptions:
-    """What a chat's admins set: persona, model, mode, on/off, web search, reading along."""
+    """What a chat's admins set: persona, model, mode, on/off, web search, reading along,
+    unprompted remarks, tools."""
 
     persona: str | None = None  # None: GLM_SYSTEM_PROMPT
     model: str | None = None  # None: GLM_MODEL
@@ -72,6 +73,7 @@ class ChatOptions:
     web_search: bool = False
     listen: bool = True  # keep the group's messages as background
     chime: int = 0  # percent chance of an unprompted remark per message heard
+    tools: bool | None = None  # whether the model may call the bot's tools; None: GLM_TOOLS
 
 
 DEFAULT_OPTIONS = ChatOptions()

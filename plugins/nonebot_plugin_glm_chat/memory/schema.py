@@ -201,10 +201,16 @@ async def _add_group_awareness(db: Database) -> None:
     )
 
 
+async def _add_tools_setting(db: Database) -> None:
+    # /glm tools on|off per chat; NULL: the chat follows GLM_TOOLS.
+    await db.execute("ALTER TABLE chat_settings ADD COLUMN tools INTEGER")
+
+
 # Append only: the schema's version is the number of migrations applied (PRAGMA user_version).
 MIGRATIONS: list[Migration] = [
     _create_turns,
     _add_settings_and_usage,
     _add_chat_index,
     _add_group_awareness,
+    _add_tools_setting,
 ]

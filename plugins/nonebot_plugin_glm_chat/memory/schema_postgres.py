@@ -168,5 +168,10 @@ async def _create_all(db: Database) -> None:
         await db.execute(statement)
 
 
+async def _add_tools_setting(db: Database) -> None:
+    # /glm tools on|off per chat; NULL: the chat follows GLM_TOOLS.
+    await db.execute("ALTER TABLE chat_settings ADD COLUMN tools INTEGER")
+
+
 # Append only: the schema's version is the number of migrations applied (table schema_version).
-MIGRATIONS: list[Migration] = [_create_all]
+MIGRATIONS: list[Migration] = [_create_all, _add_tools_setting]

@@ -202,11 +202,11 @@ class ContextStore:
         await self.db.execute(
             f"INSERT INTO chat_settings (scope, {_OPTION_COLUMNS})"
             " VALUES (:scope, :persona, :model, :personal, :enabled, :web_search, :listen,"
-            " :chime) ON CONFLICT (scope) DO UPDATE SET"
+            " :chime, :tools) ON CONFLICT (scope) DO UPDATE SET"
             " persona = excluded.persona, model = excluded.model,"
             " personal = excluded.personal, enabled = excluded.enabled,"
             " web_search = excluded.web_search, listen = excluded.listen,"
-            " chime = excluded.chime",
+            " chime = excluded.chime, tools = excluded.tools",
             {
                 "scope": scope,
                 "persona": options.persona,
@@ -216,6 +216,7 @@ class ContextStore:
                 "web_search": int(options.web_search),
                 "listen": int(options.listen),
                 "chime": options.chime,
+                "tools": None if options.tools is None else int(options.tools),
             },
         )
 
@@ -238,7 +239,7 @@ class ContextStore:
             "SELECT c.scope, c.turns, c.last_at,"
             " (SELECT tokens FROM usage_daily WHERE scope = c.scope AND day = :today),"
             " (SELECT SUM(tokens) FROM usage_daily WHERE scope = c.scope AND day >= :week),"
-            " s.persona, s.model, s.personal, s.enabled, s.web_search, s.listen, s.chime"
+            " s.persona, s.model, s.personal, s.enabled, s.web_search, s.listen, s.chime, s.tools"
             f" FROM (SELECT scope, turns, last_at FROM chats {where}"
             " ORDER BY last_at DESC, scope LIMIT :limit OFFSET :offset) c"
             " LEFT JOIN chat_settings s ON s.scope = c.scope"
@@ -324,7 +325,7 @@ class ContextStore:
         return [(str(s), str(d), int(t)) for s, d, t in rows]
 
 
-_OPTION_COLUMNS = "persona, model, personal, enabled, web_search, listen, chime"
+_OPTION_COLUMNS = "persona, model, personal, enabled, web_search, listen, chime, tools"
 
 
 def _options_from(
@@ -335,6 +336,7 @@ def _options_from(
     web_search: int | None,
     listen: int | None,
     chime: int | None,
+    tools: int | None,
 ) -> ChatOptions:
     """A chat's settings from a ``chat_settings`` row (all None: the defaults)."""
     if enabled is None:
@@ -347,6 +349,7 @@ def _options_from(
         bool(web_search),
         bool(listen),
         int(chime or 0),
+        None if tools is None else bool(tools),
     )
 
 

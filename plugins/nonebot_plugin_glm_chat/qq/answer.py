@@ -12,7 +12,9 @@ from ..chat.service import Question
 from ..glm.completion import Completion
 from ..glm.errors import GLMError, ModelNotFoundError, user_message
 from ..runtime import Services, get_services
+from ..tools.base import ToolContext
 from .delivery import Outbox
+from .drawing import picture_message
 from .events import (
     chat_of,
     conversation_of,
@@ -21,6 +23,7 @@ from .events import (
     question_text,
     quote_of,
     replied_to,
+    speaker_of,
 )
 from .render import answer_text
 
@@ -54,7 +57,7 @@ async def answer(outbox: Outbox, event: MessageEvent, heard_until: int | None = 
         group = isinstance(event, GroupMessageEvent)
         await outbox.say(event, EMPTY_HINT if group else EMPTY_HINT_PRIVATE)
         return True
-    refusal = None if is_exempt(event) else await _over_limit(services, event, chat_key)
+    refusal = None if is_exempt(event) else await over_limit(services, event, chat_key)
     if refusal is not None:
         if refusal:  # empty: already told, stay quiet
             await outbox.say(event, refusal)
@@ -81,7 +84,7 @@ async def answer(outbox: Outbox, event: MessageEvent, heard_until: int | None = 
         return await outbox.answer(event, text, config.glm_forward_chars)
 
     try:
-        await services.chat.answer(asked, hand_over)
+        await services.chat.answer(asked, hand_over, act=_acting(outbox, event, chat_key))
     except ModelNotFoundError:
         model = services.chat.model_for(options, asked)
         await outbox.say(
@@ -94,6 +97,22 @@ async def answer(outbox: Outbox, event: MessageEvent, heard_until: int | None = 
         logger.opt(exception=error).error(f"glm-chat: unexpected failure in {conversation}")
         await outbox.say(event, UNEXPECTED_ERROR)
     return True
+
+
+def _acting(outbox: Outbox, event: MessageEvent, chat_key: str) -> ToolContext:
+    """What the bot's tools may do while answering ``event``: send pictures there (quoting
+    it), and look up the group's name."""
+    speaker = speaker_of(event)
+
+    async def send_image(image: bytes | str) -> bool:
+        return await outbox.send(event, picture_message(event, image))
+
+    async def group_name() -> str:
+        return (
+            await outbox.group_name(event.group_id) if isinstance(event, GroupMessageEvent) else ""
+        )
+
+    return ToolContext(chat_key, speaker.user_id, speaker.name, group_name, send_image)
 
 
 async def _quote(
@@ -112,7 +131,7 @@ async def _quote(
     return Quote(heard.text, heard.speaker) if heard is not None else None
 
 
-async def _over_limit(services: Services, event: MessageEvent, chat_key: str) -> str | None:
+async def over_limit(services: Services, event: MessageEvent, chat_key: str) -> str | None:
     """Why the sender may not ask now ("" when they were already told), or None."""
     config = services.config
     window = config.glm_cooldown

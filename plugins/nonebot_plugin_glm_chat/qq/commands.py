@@ -17,8 +17,10 @@ from ..chat.stats import WindowSummary
 from ..console import login_link
 from ..memory.models import ChatOptions
 from ..runtime import Services, get_services
+from .answer import over_limit
 from .delivery import Outbox
-from .events import chat_of, conversation_of, is_admin, is_superuser
+from .drawing import DRAWING, NO_PROMPT, draw_and_send
+from .events import chat_of, conversation_of, is_admin, is_exempt, is_superuser
 
 REFUSAL = "只有群主、管理员或机器人主人可以这样做。"
 UNEXPECTED_ERROR = "出了点意外，这条命令没有完成，请稍后再试。"
@@ -49,6 +51,7 @@ class Request:
     services: Services
     argument: str
     heard_until: int | None = None  # the group's background before the command
+    outbox: Outbox | None = None  # for a subcommand that sends more than its reply
 
     @property
     def chat(self) -> str:
@@ -256,6 +259,44 @@ async def _search(request: Request) -> str:
 
 
 @subcommand(
+    "tools",
+    "/glm tools on|off",
+    "开关工具：画图、查时间等（以及机器人主人配置的 MCP 工具）",
+    Role.ANYONE,
+    Role.ADMIN,
+    reach=Reach.CHAT_WHEN_SET,
+)
+async def _tools(request: Request) -> str:
+    choice = _on_off(request.argument)
+    chat = request.services.chat
+    if choice is None:
+        on = chat.tools_on(await request.options())
+        names = "、".join(tool.name for tool in chat.tools()) if chat.tools else ""
+        listed = f"可用的工具：{names}。" if on and names else ""
+        return (
+            f"工具现在是{'开' if on else '关'}的。{listed}用 /glm tools on 或 /glm tools off 切换。"
+        )
+    await request.update(tools=choice)
+    return "工具已开启：需要时我会画图、查时间等。" if choice else "工具已关闭，我只用文字回答。"
+
+
+@subcommand("draw", "/glm draw <描述>", "按描述画一张图", Role.ANYONE)
+async def _draw(request: Request) -> str:
+    prompt = request.argument.strip()
+    if not prompt:
+        return NO_PROMPT
+    event, services = request.event, request.services
+    if not (await request.options()).enabled:
+        return ""  # the chat is off: a drawing is an answer too
+    refusal = None if is_exempt(event) else await over_limit(services, event, request.chat)
+    if refusal is not None:
+        return refusal  # "": already told, stay quiet
+    assert request.outbox is not None
+    services.drawings.start(draw_and_send(services.images, request.outbox, event, prompt))
+    return DRAWING
+
+
+@subcommand(
     "listen",
     "/glm listen on|off",
     "旁听群聊：提问时带上最近没有@我的群消息",
@@ -416,9 +457,14 @@ def runs_on_own(name: str, argument: str) -> bool:
 
 
 async def run_subcommand(
-    event: MessageEvent, name: str, argument: str, heard_until: int | None = None
+    event: MessageEvent,
+    name: str,
+    argument: str,
+    heard_until: int | None = None,
+    outbox: Outbox | None = None,
 ) -> str:
-    """The reply to ``/glm name argument``: a refusal, the result, or the help."""
+    """The reply to ``/glm name argument``: a refusal, the result, or the help ("": the
+    subcommand has nothing to say)."""
     command = SUBCOMMANDS.get(name.lower())
     if command is None:
         command, argument = SUBCOMMANDS["help"], ""
@@ -426,7 +472,7 @@ async def run_subcommand(
     if not allowed(role, event):
         return SUPERUSER_REFUSAL if role is Role.SUPERUSER else REFUSAL
     assert command.run is not None
-    return await command.run(Request(event, get_services(), argument, heard_until))
+    return await command.run(Request(event, get_services(), argument, heard_until, outbox))
 
 
 async def run_command(
@@ -438,8 +484,9 @@ async def run_command(
 ) -> None:
     """Run ``/glm name argument`` and reply with the result, quoting the command."""
     try:
-        reply = await run_subcommand(event, name, argument, heard_until)
+        reply = await run_subcommand(event, name, argument, heard_until, outbox)
     except Exception as error:
         logger.opt(exception=error).error(f"glm-chat: /glm {name} failed")
         reply = UNEXPECTED_ERROR
-    await outbox.say(event, reply)
+    if reply:
+        await outbox.say(event, reply)

@@ -87,6 +87,15 @@ class Outbox:
                 return True
         return False
 
+    async def group_name(self, group_id: int) -> str:
+        """The group's name as QQ knows it ("" when QQ does not say)."""
+        try:
+            info = await self._bot.get_group_info(group_id=group_id)
+        except (ActionFailed, AdapterException, DriverException, OSError, RuntimeError):
+            return ""
+        name = info.get("group_name") if isinstance(info, dict) else None
+        return name if isinstance(name, str) else ""
+
     async def say(self, event: MessageEvent, text: str) -> bool:
         """``text`` as a reply to ``event`` (quoting it in groups)."""
         return await self.send(event, reply_to(event, text))

@@ -11,8 +11,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-# What a tool may do for the chat besides returning text: send an image to it (PNG/JPEG bytes).
-ImageSink = Callable[[bytes], Awaitable[bool]]
+# What a tool may do for the chat besides returning text: send it a picture (bytes, or a URL
+# when the bot could not download it).
+ImageSink = Callable[[bytes | str], Awaitable[bool]]
 
 
 class ToolFailed(Exception):
@@ -21,13 +22,19 @@ class ToolFailed(Exception):
 
 @dataclass(frozen=True)
 class ToolContext:
-    """Where a tool call comes from: the chat, who asked, and what the tool may send there."""
+    """Where a tool call comes from: the chat, who asked, and what the tool may send there.
 
-    chat: str  # group:1, private:42, console:...
+    One context serves every call of one question; ``pictures`` and ``sources`` collect what
+    its calls made (drawings sent, web search results to list under the answer).
+    """
+
+    chat: str  # group:1, private:42, console:playground
     asker_id: str = ""
     asker_name: str = ""
-    group_name: str = ""
-    send_image: ImageSink | None = None  # None: no chat to send to (then say so to the model)
+    group_name: Callable[[], Awaitable[str]] | None = None  # looked up when a tool asks
+    send_image: ImageSink | None = None  # None: no chat to send to (the URL goes to the model)
+    pictures: list[str] = field(default_factory=list)  # URLs drawn for this question
+    sources: list[dict[str, Any]] = field(default_factory=list)  # web search results
 
 
 @dataclass(frozen=True)
