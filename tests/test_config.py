@@ -125,6 +125,16 @@ def test_every_setting_says_what_it_accepts_with_an_example():
             ],
         ),
         (
+            {"GLM_MCP_SERVERS": '{"fetch": {"args": ["x"]}}', "GLM_TOOL_ROUNDS": "0"},
+            [
+                "GLM_TOOL_ROUNDS: '0' is not a whole number from 1 to 10;"
+                " write e.g. GLM_TOOL_ROUNDS=3",
+                'GLM_MCP_SERVERS: \'{"fetch": {"args": ["x"]}}\' is not JSON naming each'
+                ' server, with {"command", "args", "env"} (stdio) or {"url"}; write e.g.'
+                ' GLM_MCP_SERVERS={"fetch": {"command": "uvx", "args": ["mcp-server-fetch"]}}',
+            ],
+        ),
+        (
             {"GLM_CALL_MODE": "streaming", "ONEBOT_ACCESS_TOKEN": TOKEN_PLACEHOLDER},
             [
                 "GLM_CALL_MODE: 'streaming' is not one of stream, sync, async;"

@@ -11,6 +11,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, field_validator
 
+from .tools.mcp import parse_servers
+
 DEFAULT_BASE_URL = "https://open.bigmodel.cn/api/paas/v4"
 DEFAULT_MODEL = "glm-4-flash-250414"  # free on BigModel; answers without a reasoning phase
 DEFAULT_VISION_MODEL = "glm-4.6v-flash"  # free; glm-4v-flash refuses base64 images (1210)
@@ -113,7 +115,7 @@ class Config(BaseModel):
     glm_tool_rounds: int = _whole(3, 1, 10)
     glm_mcp_servers: dict[str, dict[str, Any]] = Field(
         default_factory=dict,
-        description='JSON: a name for each server, with {"command", "args", "env"} or {"url"}',
+        description='JSON naming each server, with {"command", "args", "env"} (stdio) or {"url"}',
         examples=['{"fetch": {"command": "uvx", "args": ["mcp-server-fetch"]}}'],
     )
 
@@ -159,6 +161,12 @@ class Config(BaseModel):
     @classmethod
     def _blank_is_unset(cls, value: Any) -> Any:
         return None if value == "" else value
+
+    @field_validator("glm_mcp_servers")
+    @classmethod
+    def _mcp_servers(cls, value: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        parse_servers(value)  # a bad entry is named in the start-up line
+        return value
 
     @field_validator("glm_base_url")
     @classmethod

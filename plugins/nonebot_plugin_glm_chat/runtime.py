@@ -19,6 +19,7 @@ from .glm.auth import KeyPool
 from .glm.client import CallRecord, GLMClient
 from .glm.images import ImageMaker
 from .tools.builtin import builtin_tools
+from .tools.mcp import INSTALL_MCP, McpHub, mcp_installed, parse_servers
 from .tools.web_search import web_search_tool
 
 if TYPE_CHECKING:
@@ -45,6 +46,7 @@ class Services:
     chime: ChimeGate
     images: ImageMaker  # /glm draw and the draw_image tool
     drawings: Drawings  # /glm draw's pictures under way
+    mcp: McpHub | None  # the MCP servers of GLM_MCP_SERVERS, if any
 
     @property
     def reading(self) -> ReadingAlong:
@@ -107,6 +109,21 @@ async def _open_sharing(config: Config, pool: KeyPool | None) -> _Sharing:
     )
 
 
+def _start_mcp(config: Config) -> McpHub | None:
+    """The MCP servers, starting in the background (the bot answers meanwhile)."""
+    if not config.glm_mcp_servers:
+        return None
+    if not mcp_installed():
+        logger.error(
+            "glm-chat: GLM_MCP_SERVERS is set, but the mcp package is not installed:"
+            f" {INSTALL_MCP}; the bot runs without MCP tools"
+        )
+        return None
+    hub = McpHub(config.glm_db_path.parent)
+    hub.start_soon(parse_servers(config.glm_mcp_servers))
+    return hub
+
+
 async def open_services(config: Config) -> Services:
     """Open the store and the HTTP client; log one clear line if no key is set."""
     global _services
@@ -158,13 +175,14 @@ async def open_services(config: Config) -> Services:
         )
     images = ImageMaker(client, config.glm_image_model)
     own_tools = builtin_tools(images)
+    mcp = _start_mcp(config)
     chat = ChatService(
         store,
         client,
         settings,
         reading=reading,
         summarizer=summarizer,
-        tools=lambda: own_tools,
+        tools=lambda: [*own_tools, *(mcp.tools() if mcp else [])],
         search_tool=web_search_tool(client),
     )
 
@@ -183,6 +201,7 @@ async def open_services(config: Config) -> Services:
         ChimeGate(config.glm_chime_gap),
         images,
         Drawings(),
+        mcp,
     )
     report_ready(config)
     return _services
@@ -195,6 +214,8 @@ async def close_services() -> None:
         services, _services = _services, None
         await services.queues.close()
         await services.drawings.close()
+        if services.mcp is not None:
+            await services.mcp.close()
         if services.chat.summarizer is not None:
             await services.chat.summarizer.close()
         await services.reading.close()

@@ -5,14 +5,18 @@ import base64
 import json
 import re
 import signal
+import sys
+from pathlib import Path
 
 import pytest
 
 from tests.e2e.test_interleavings import command, running, stored
 from tests.support.fake_glm import PNG, FakeGLM, Fault, calls, tool_results
 from tests.support.onebot_client import OneBotClient, Sent
+from tests.support.processes import alive
 
 REFUSED = "这个描述没有通过平台的内容审核，换个说法试试吧。"
+MCP_SERVER = str(Path(__file__).parents[1] / "support" / "mcp_server.py")
 ROUNDS_SPENT = "（这个问题需要的工具调用太多，没能完成。换个问法试试？）"
 
 
@@ -197,3 +201,31 @@ async def test_web_search_with_tools_on_is_a_function_and_its_sources_are_listed
         if "purpose=search" in line
     ]
     assert len(lines) == 1
+
+
+async def test_an_mcp_servers_tool_is_called_end_to_end_and_the_server_stops_with_the_bot(
+    fake: FakeGLM, bot_env, log_path
+):
+    servers = {
+        "t": {"command": sys.executable, "args": [MCP_SERVER]},
+        "broken": {"command": "/nonexistent/mcp-server"},
+    }
+    bot = running({**bot_env, "GLM_MCP_SERVERS": json.dumps(servers)}, log_path)
+    async with bot as qq:
+        await bot.process.wait_for_log("MCP server t ready")
+        fake.push(Fault("tool_calls", body=calls(("t_echo", {"text": "[CQ:at,qq=all] 来自 MCP"}))))
+        answer = await ask(qq, "用 MCP 工具回声一下")
+        assert "t_echo" in offered(fake.completions()[-2].body)
+        assert answer.text.endswith("[CQ:at,qq=all] 来自 MCP")
+        assert [s["type"] for s in answer.segments] == ["reply", "text"]
+
+        fake.push(Fault("tool_calls", body=calls(("t_pid", {}))))
+        pid = int((await ask(qq, "服务器的进程号？")).text.rpartition("：")[2])
+        assert alive(pid)
+        code, seconds = await bot.process.terminate()
+    assert code in (0, -signal.SIGTERM) and seconds < 10, f"exit {code} after {seconds:.1f}s"
+    assert not alive(pid)  # no orphan
+    log = log_path.read_text("utf-8")
+    assert log.count("MCP server broken skipped") == 1
+    assert "glm tool chat=group:1 name=t_echo source=t ok=true" in log
+    assert "Traceback" not in log

@@ -130,6 +130,7 @@ class FakeGLM:
     image_faults: deque[Fault] = field(default_factory=deque)  # for images/generations
     image_latency: float = 0.0
     serve_images: bool = True  # False: the drawn picture's URL answers 404
+    picture: bytes = b""  # what a drawn picture's URL serves (empty: a 1x1 PNG)
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
@@ -302,7 +303,7 @@ class FakeGLM:
     async def _file(self, request: Request) -> Response:
         if not self.serve_images:
             return Response("not found", status_code=404, media_type="text/plain")
-        return Response(PNG, media_type="image/png")
+        return Response(self.picture or PNG, media_type="image/png")
 
     async def _web_search(self, request: Request) -> Response:
         body, refusal = await self._authorised(request)

@@ -65,9 +65,9 @@ class ImageMaker:
         url = _first_url(data)
         if url is None:
             raise UpstreamError("the platform drew no picture")
-        return Picture(url, await self._fetch(url))
+        return Picture(url, await self.download(url))
 
-    async def _fetch(self, url: str) -> bytes | None:
+    async def download(self, url: str) -> bytes | None:
         """The picture's bytes, or None when they cannot be had (then QQ gets the URL)."""
         try:
             async with self._download.stream("GET", url) as response:
