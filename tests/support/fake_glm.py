@@ -254,15 +254,11 @@ class FakeGLM:
         )
 
     async def _admit(self, request: Request) -> tuple[dict[str, Any] | None, Response | None]:
-        try:
-            body = json.loads(await request.body())
-        except ValueError:
-            return None, error_response(400, "1214", "body is not JSON")
-        claims, refusal = self.check_auth(request.headers.get("authorization", ""))
-        with self._lock:
-            self.requests.append(Recorded(request.url.path, body, dict(request.headers), claims))
+        """A chat request's body, checked as the platform checks it."""
+        body, refusal = await self._authorised(request)
         if refusal is not None:
             return None, refusal
+        assert body is not None
         if not isinstance(body.get("messages"), list) or not body["messages"]:
             return None, error_response(400, "1214", "messages must not be empty")
         for message in body["messages"]:
@@ -273,7 +269,7 @@ class FakeGLM:
         return body, None
 
     async def _authorised(self, request: Request) -> tuple[dict[str, Any] | None, Response | None]:
-        """A JSON body from a caller with a valid key (for the non-chat endpoints)."""
+        """A JSON body from a caller with a valid key; every request is recorded."""
         try:
             body = json.loads(await request.body())
         except ValueError:

@@ -59,3 +59,12 @@ class Tool:
                 "parameters": self.parameters,
             },
         }
+
+
+def text_parameter(name: str, description: str) -> dict[str, Any]:
+    """The JSON schema of a tool's arguments that are one required text."""
+    return {
+        "type": "object",
+        "properties": {name: {"type": "string", "description": description}},
+        "required": [name],
+    }

@@ -11,7 +11,7 @@ from typing import Any
 
 from ..glm.errors import ContentFilterError, GLMError
 from ..glm.images import ImageMaker
-from .base import Tool, ToolContext, ToolFailed
+from .base import Tool, ToolContext, ToolFailed, text_parameter
 
 WEEKDAYS = "一二三四五六日"
 PICTURES_PER_QUESTION = 2  # drawings one question may make
@@ -70,11 +70,7 @@ def drawing_tool(maker: ImageMaker) -> Tool:
         "Draw a picture from a description and send it to the chat. Use it only when the user"
         " asks for a picture; write the description in detail.",
         draw_image,
-        {
-            "type": "object",
-            "properties": {"prompt": {"type": "string", "description": "what to draw"}},
-            "required": ["prompt"],
-        },
+        text_parameter("prompt", "what to draw"),
         timeout=120.0,
     )
 

@@ -11,7 +11,7 @@ from typing import Any
 
 from ..glm.client import GLMClient
 from ..glm.errors import GLMError
-from .base import Tool, ToolContext, ToolFailed
+from .base import Tool, ToolContext, ToolFailed, text_parameter
 
 SEARCH_ENGINE = "search_std"
 RESULTS_READ = 5  # results the model reads
@@ -49,10 +49,6 @@ def web_search_tool(client: GLMClient) -> Tool:
         "Search the web for current information (news, facts that change, anything after the"
         " model's training). Returns titles, links and excerpts.",
         web_search,
-        {
-            "type": "object",
-            "properties": {"query": {"type": "string", "description": "what to search for"}},
-            "required": ["query"],
-        },
+        text_parameter("query", "what to search for"),
         timeout=30.0,
     )
