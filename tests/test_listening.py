@@ -62,6 +62,7 @@ def _status_reply(kept: int, chime: str = "") -> str:
         "模型：glm-4-flash-250414（stream 模式）\n"
         "已记住 0 轮对话，最近的上下文约 0 tokens\n"
         "长期记忆：还没有摘要（对话超出记忆窗口后会自动写）\n"
+        "工具：开启（current_time、chat_info、draw_image）\n"
         f"旁听：开启，记着最近 {kept} 条群消息{chime}"
     )
 

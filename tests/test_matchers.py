@@ -260,6 +260,7 @@ async def test_status(app: App):
             f"模型：glm-4-flash-250414（stream 模式）\n"
             f"已记住 1 轮对话，最近的上下文约 {tokens} tokens\n"
             "长期记忆：还没有摘要（对话超出记忆窗口后会自动写）\n"
+            "工具：开启（current_time、chat_info、draw_image）\n"
             "旁听：开启，记着最近 0 条群消息",
         ),
     )

@@ -173,7 +173,9 @@ async def test_tools_off_for_a_chat_and_a_member_cannot_turn_them_on(
         await ask(qq, "画只猫")
         assert "tools" not in fake.completions()[-1].body
         shown = await command(qq, 1, 666, "/glm tools")
-        assert (await qq.reply_to(shown)).text.startswith("工具现在是关的。")
+        assert (
+            await qq.reply_to(shown)
+        ).text == "工具：关闭。用 /glm tools on 或 /glm tools off 切换。"
         # Another group keeps the default.
         await qq.reply_to(await qq.mention(2, 111, "你好"))
         assert offered(fake.completions()[-1].body) == ["current_time", "chat_info", "draw_image"]

@@ -150,6 +150,7 @@ async def _status(request: Request) -> str:
         lines.append("长期记忆：还没有摘要（对话超出记忆窗口后会自动写）")
     else:
         lines.append("长期记忆：关闭（GLM_SUMMARY=off）")
+    lines.append(f"工具：{await _tools_state(request)}")
     if isinstance(request.event, GroupMessageEvent):
         lines.append(await _listening_line(request))
     return "\n".join(lines)
@@ -268,16 +269,19 @@ async def _search(request: Request) -> str:
 )
 async def _tools(request: Request) -> str:
     choice = _on_off(request.argument)
-    chat = request.services.chat
     if choice is None:
-        on = chat.tools_on(await request.options())
-        names = "、".join(tool.name for tool in chat.tools()) if chat.tools else ""
-        listed = f"可用的工具：{names}。" if on and names else ""
-        return (
-            f"工具现在是{'开' if on else '关'}的。{listed}用 /glm tools on 或 /glm tools off 切换。"
-        )
+        return f"工具：{await _tools_state(request)}。用 /glm tools on 或 /glm tools off 切换。"
     await request.update(tools=choice)
     return "工具已开启：需要时我会画图、查时间等。" if choice else "工具已关闭，我只用文字回答。"
+
+
+async def _tools_state(request: Request) -> str:
+    """``开启（tool、tool）`` or ``关闭``: whether the chat offers tools, and which."""
+    chat = request.services.chat
+    if not chat.tools_on(await request.options()):
+        return "关闭"
+    names = "、".join(tool.name for tool in chat.tools()) if chat.tools else ""
+    return f"开启（{names}）" if names else "开启"
 
 
 @subcommand("draw", "/glm draw <描述>", "按描述画一张图", Role.ANYONE)
