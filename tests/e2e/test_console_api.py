@@ -370,8 +370,10 @@ async def test_the_settings_form_saves_a_switch_when_glm_model_set_a_name_it_wou
         )
         settings = (await chat_of(browser, "group:24"))["settings"]
     assert saved.status_code == 303, saved.text
-    assert (settings["search"], settings["model"], settings["persona"]) == (
+    # An unticked box is a setting too: tools off.
+    assert (settings["search"], settings["tools"], settings["model"], settings["persona"]) == (
         True,
+        False,
         "模型+实验",
         "第一行\n第二行",
     )

@@ -198,7 +198,10 @@ async def save_settings(chat: str, request: Request) -> Response:
             chime = field("chime").strip()  # anything but a few digits is refused as it is
             edited["chime"] = int(chime) if re.fullmatch(r"[0-9]{1,6}", chime) else chime
     patch = SettingsPatch(
-        enabled=field("enabled") == "on", search=field("search") == "on", **edited
+        enabled=field("enabled") == "on",
+        search=field("search") == "on",
+        tools=field("tools") == "on",
+        **edited,
     )
     try:
         await change_settings(services(), chat, patch)

@@ -100,6 +100,7 @@ def settings_of(services: Services, chat: str, options: ChatOptions) -> dict[str
         "mode": "personal" if options.personal else "shared",
         "enabled": options.enabled,
         "search": options.web_search,
+        "tools": services.chat.tools_on(options),
         "listen": options.listen,
         "chime": options.chime,
         "default_persona": defaults.system_prompt,

@@ -36,6 +36,7 @@ class SettingsPatch(BaseModel):
     mode: Literal["shared", "personal"] | None = None
     enabled: bool | None = None
     search: bool | None = None
+    tools: bool | None = None
     # Checked in ``option_changes``, so that a bad value is refused in a Chinese sentence.
     listen: Any = None  # groups: true / false
     chime: Any = None  # groups: an integer percent, 0 to 100
@@ -67,6 +68,8 @@ def option_changes(chat: str, patch: SettingsPatch) -> dict[str, Any]:
         changes["enabled"] = patch.enabled
     if "search" in given and patch.search is not None:
         changes["web_search"] = patch.search
+    if "tools" in given and patch.tools is not None:
+        changes["tools"] = patch.tools
     if "listen" in given and patch.listen is not None:
         if not chat.startswith("group:"):
             raise ChangeRefused("只有群聊可以开关旁听。")
