@@ -174,3 +174,30 @@ async def test_close_while_servers_are_still_starting(tmp_path, after):
 def test_bad_settings_are_named(setting, problem):
     with pytest.raises(ValueError, match=problem.replace("(", r"\(").replace(")", r"\)")):
         parse_servers(setting)
+
+
+async def test_servers_set_without_the_mcp_package_cost_one_line_and_nothing_else(
+    tmp_path, log_lines, monkeypatch
+):
+    from plugins.nonebot_plugin_glm_chat import runtime
+    from plugins.nonebot_plugin_glm_chat.config import Config
+
+    monkeypatch.setattr(runtime, "_services", None)
+    monkeypatch.setattr(runtime, "mcp_installed", lambda: False)
+    config = Config(glm_db_path=tmp_path / "x.db", glm_mcp_servers=stdio())
+    services = await runtime.open_services(config)
+    try:
+        assert services.mcp is None
+        assert [tool.name for tool in services.chat.tools()] == [
+            "current_time",
+            "chat_info",
+            "draw_image",
+        ]
+    finally:
+        await runtime.close_services()
+    told = [line.strip() for line in log_lines if "GLM_MCP_SERVERS" in line]
+    assert told == [
+        "glm-chat: GLM_MCP_SERVERS is set, but the mcp package is not installed: pip install"
+        ' "nonebot-plugin-glm-chat[mcp]" (in the checkout: pip install ".[mcp]"); the bot runs'
+        " without MCP tools"
+    ]
