@@ -216,3 +216,39 @@ async def test_a_smaller_size_holds_new_calls_back_and_a_larger_one_lets_them_go
     slots.resize(4)
     await asyncio.gather(*(call() for _ in range(8)))
     assert max(seen[:8]) == 2 and max(seen[8:]) == 4
+
+
+async def test_a_closed_transport_under_the_listener_is_a_loss_it_survives(
+    redis_server, monkeypatch, lines
+):
+    """uvloop reports a write on a transport it already closed as a RuntimeError; redis-py
+    lets it through when it reconnects inside ``get_message``. The listener must take it as
+    Redis lost, say so once, and hear messages again once Redis answers."""
+    from redis.asyncio.client import PubSub
+
+    monkeypatch.setattr(link_module, "RETRY_SECONDS", 0.2)
+    get_message = PubSub.get_message
+    broken = [RuntimeError("unable to perform operation on <TCPTransport closed=True>")]
+
+    async def flaky(self, *args, **kwargs):
+        if broken:
+            raise broken.pop()
+        return await get_message(self, *args, **kwargs)
+
+    monkeypatch.setattr(PubSub, "get_message", flaky)
+    link = RedisLink(redis_server.url)
+    await link.start()
+    heard: list[str] = []
+    link.listen("glm-chat:test", heard.append)
+    try:
+        await eventually(lambda: not broken, "the listener met the broken transport", 3)
+        await eventually(lambda: link.online, "Redis found again", 5)
+
+        deadline = time.monotonic() + 5
+        while "hello" not in heard:  # subscribed again once Redis answered: heard again
+            assert time.monotonic() < deadline, "the listener never heard again"
+            await link.redis.publish("glm-chat:test", "hello")
+            await asyncio.sleep(0.2)
+    finally:
+        await link.close()
+    assert sum("cannot be reached (RuntimeError)" in line for line in lines) == 1

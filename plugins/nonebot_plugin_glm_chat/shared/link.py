@@ -22,7 +22,10 @@ REDIS_TIMEOUT = 1.0  # seconds a Redis command may take before Redis counts as g
 PREFIX = "glm-chat"  # of every Redis key glm-chat writes
 CLOSE_TRIES = 50  # cancellations of a task that will not end, 0.1 s apart
 
-FAILURES = (redis.RedisError, OSError, asyncio.TimeoutError)
+# What a Redis call raises when Redis is gone. RuntimeError too: redis-py reconnecting on a
+# transport uvloop has already closed gets "unable to perform operation ... the handler is
+# closed", and the pub/sub listener must treat that as a loss, not die of it.
+FAILURES = (redis.RedisError, OSError, asyncio.TimeoutError, RuntimeError)
 
 
 def redis_place(url: str) -> str:
