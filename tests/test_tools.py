@@ -5,6 +5,7 @@ import json
 
 import pytest
 
+from plugins.nonebot_plugin_glm_chat.chat.prompt import estimate_tokens
 from plugins.nonebot_plugin_glm_chat.glm.completion import (
     Completion,
     StreamAssembler,
@@ -147,6 +148,7 @@ async def test_tool_results_share_a_budget_and_usage_counts_every_round():
         ToolContext("private:1"),
         rounds=3,
         token_budget=3000,
+        measure=estimate_tokens,
     )
     assert done.content == "好了" and done.usage == Usage(30, 3, 33)
     results = [m["content"] for m in asked[-1] if m["role"] == "tool"]

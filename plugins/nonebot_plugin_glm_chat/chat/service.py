@@ -22,7 +22,7 @@ from ..tools.base import Tool, ToolContext
 from ..tools.rounds import answer_with_tools
 from ..tools.toolbox import Toolbox
 from .context import CHIME_CUE, Quote
-from .prompt import GROUP_NOTE, Prompt, build_prompt, history_tokens
+from .prompt import GROUP_NOTE, Prompt, build_prompt, estimate_tokens, history_tokens
 from .reading import ReadingAlong
 from .summary import Summarizer
 
@@ -301,6 +301,7 @@ class ChatService:
             act,
             rounds=self.settings.tool_rounds,
             token_budget=budget // 2,
+            measure=estimate_tokens,
         )
 
     def _toolbox(self, call: _Call) -> Toolbox | None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from ..chat.prompt import estimate_tokens
 from ..glm.completion import Completion, Usage
 from .base import ToolContext
 from .toolbox import RESULT_CHARS, Toolbox
@@ -30,10 +29,12 @@ async def answer_with_tools(
     *,
     rounds: int,
     token_budget: int,
+    measure: Callable[[str], int],
 ) -> Completion:
     """The model's final answer to ``messages``, after up to ``rounds`` rounds of tool calls.
 
-    Tool results share ``token_budget`` (estimated): once it is spent, the rest are cut short.
+    Tool results share ``token_budget`` (as ``measure`` estimates a text's tokens): once it is
+    spent, the rest are cut short.
     The completion's usage counts every round; sources a web search found are listed with it.
     """
     messages = list(messages)
@@ -62,7 +63,7 @@ async def answer_with_tools(
                 result = await toolbox.run(
                     call, context, limit=max(200, min(RESULT_CHARS, 2 * left))
                 )
-            left = max(0, left - estimate_tokens(result))
+            left = max(0, left - measure(result))
             messages.append({"role": "tool", "content": result, "tool_call_id": call.id})
     completion.usage = usage
     completion.tool_calls = []
