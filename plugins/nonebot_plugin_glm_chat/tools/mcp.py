@@ -159,7 +159,11 @@ class McpServer:
         if session is None or self._down:
             raise ToolFailed(f"MCP server {self.spec.name} is not running")
         try:
-            result = await session.call_tool(tool, arguments, read_timeout_seconds=CALL_TIMEOUT)
+            # The toolbox's own timeout (the tool's, CALL_TIMEOUT) ends a slow call; the
+            # session's is only a backstop, later, so the model always gets the same message.
+            result = await session.call_tool(
+                tool, arguments, read_timeout_seconds=CALL_TIMEOUT + CLOSE_TIMEOUT
+            )
         except MCPError as error:
             if error.code == CONNECTION_CLOSED:  # the server exited, or its connection did
                 self._went_down(error)
