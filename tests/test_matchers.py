@@ -269,7 +269,7 @@ async def test_status(app: App):
 INTRO = "群里@我或回复我的消息即可提问。可用命令："
 PRIVATE_INTRO = "直接发消息即可提问。可用命令："
 RESET_HELP = "/glm reset [all] — 清空本会话的上下文（别名 /重置对话；全群共用上下文时需管理员）"
-STATUS_HELP = "/glm status — 查看模型、记住的对话、摘要和旁听"
+STATUS_HELP = "/glm status — 查看模型、记住的对话、摘要、工具和旁听"
 USAGE_HELP = "/glm usage — 今天和近 7 天用掉的 token"
 HELP_HELP = "/glm help — 显示这份帮助"
 DRAW_HELP = "/glm draw <描述> — 按描述画一张图"

@@ -135,7 +135,7 @@ async def _reset(request: Request) -> str:
     return f"上下文已清空（忘掉了 {removed} 轮对话）。" if removed else "上下文本来就是空的。"
 
 
-@subcommand("status", "/glm status", "查看模型、记住的对话、摘要和旁听")
+@subcommand("status", "/glm status", "查看模型、记住的对话、摘要、工具和旁听")
 async def _status(request: Request) -> str:
     services = request.services
     status = await services.chat.status(await request.conversation(), request.chat)
