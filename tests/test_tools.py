@@ -13,6 +13,7 @@ from plugins.nonebot_plugin_glm_chat.glm.completion import (
     Usage,
     completion_from_json,
 )
+from plugins.nonebot_plugin_glm_chat.glm.errors import PromptTooLongError
 from plugins.nonebot_plugin_glm_chat.tools.base import Tool, ToolContext, ToolFailed
 from plugins.nonebot_plugin_glm_chat.tools.rounds import answer_with_tools
 from plugins.nonebot_plugin_glm_chat.tools.toolbox import Toolbox
@@ -156,3 +157,34 @@ async def test_tool_results_share_a_budget_and_usage_counts_every_round():
     assert results[5:7] == ["error: at most 5 tool calls at once"] * 2  # per round
     assert sum(len(r) for r in results) < 3000 * 2 + 14 * 200  # the budget, give or take
     assert start == [{"role": "user", "content": "hi"}]  # the caller's list is left alone
+
+
+async def test_tool_results_too_long_for_the_model_are_cut_short_and_the_tool_runs_once():
+    runs = []
+
+    async def page(arguments, context):
+        runs.append(1)
+        return "页" * 1500
+
+    asked: list[tuple[list[dict], bool]] = []
+
+    async def ask(messages, offered):
+        asked.append((list(messages), offered is not None))
+        if len(asked) == 1:
+            return Completion("", tool_calls=[ToolCall("c1", "page")])
+        results = [m["content"] for m in messages if m["role"] == "tool"]
+        if len(results[0]) > 200:
+            raise PromptTooLongError("prompt too long", code="1261")
+        return Completion("读完了")
+
+    done = await answer_with_tools(
+        ask,
+        [{"role": "user", "content": "读这页"}],
+        Toolbox([tool("page", page)]),
+        ToolContext("group:1"),
+        rounds=3,
+        token_budget=3000,
+        measure=estimate_tokens,
+    )
+    assert done.content == "读完了" and runs == [1]
+    assert [offered for _, offered in asked] == [True, True, False]  # the retry offers none

@@ -12,12 +12,14 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from ..glm.completion import Completion, Usage
+from ..glm.errors import PromptTooLongError, UpstreamError
 from .base import ToolContext
-from .toolbox import RESULT_CHARS, Toolbox
+from .toolbox import RESULT_CHARS, Toolbox, clip
 
 # Asks the model with these messages, offering these tools (None: none).
 Ask = Callable[[list[dict[str, Any]], list[dict[str, Any]] | None], Awaitable[Completion]]
 CALLS_PER_ROUND = 5  # calls of one round that are run; the rest are answered with an error
+SHORT_RESULT = 200  # characters each result keeps when they did not fit the model
 ROUNDS_SPENT = "（这个问题需要的工具调用太多，没能完成。换个问法试试？）"
 
 
@@ -42,7 +44,10 @@ async def answer_with_tools(
     left = token_budget
     for round_number in range(rounds + 1):
         offered = toolbox.specs() if round_number < rounds and len(toolbox) else None
-        completion = await ask(messages, offered)
+        if round_number:
+            completion = await _ask_after_tools(ask, messages, offered)
+        else:
+            completion = await ask(messages, offered)
         usage = _sum(usage, completion.usage)
         if not completion.tool_calls:
             break
@@ -69,6 +74,26 @@ async def answer_with_tools(
     completion.tool_calls = []
     completion.web_search = [*completion.web_search, *context.sources]
     return completion
+
+
+async def _ask_after_tools(
+    ask: Ask, messages: list[dict[str, Any]], offered: list[dict[str, Any]] | None
+) -> Completion:
+    """Ask with tool results in the messages. Too long for the model (our estimate was too
+    generous): ask once more for the answer, every result cut short, no tools offered. The
+    error must not reach the caller as a prompt too long: it would retry the whole question,
+    and the tools (a drawing) would run again."""
+    try:
+        return await ask(messages, offered)
+    except PromptTooLongError:
+        shorter = [
+            {**m, "content": clip(m["content"], SHORT_RESULT)} if m["role"] == "tool" else m
+            for m in messages
+        ]
+        try:
+            return await ask(shorter, None)
+        except PromptTooLongError as error:
+            raise UpstreamError("the tool results do not fit the model's context") from error
 
 
 def _sum(total: Usage, more: Usage) -> Usage:
