@@ -28,7 +28,7 @@ from nonebot.adapters.onebot.v11 import (
     MessageEvent,
 )
 from nonebot.consts import CMD_ARG_KEY, CMD_KEY, CMD_WHITESPACE_KEY, PREFIX_KEY
-from nonebot.matcher import Matcher
+from nonebot.matcher import current_matcher
 from nonebot.message import event_postprocessor, event_preprocessor
 from nonebot.rule import Rule, TrieRule
 from nonebot.typing import T_State
@@ -245,8 +245,10 @@ async def _private_closed(outbox: Outbox, event: MessageEvent, services: Service
     return Work(partial(outbox.say, event, PRIVATE_CLOSED))
 
 
+# NoneBot runs two tasks per parameter of a processor, rule or handler (checking and solving
+# it), each about as costly as the function itself: ask for as few as the function needs.
 @event_postprocessor
-async def _give_up_unclaimed(event: MessageEvent, state: T_State) -> None:
+async def _give_up_unclaimed(state: T_State) -> None:
     """Our matcher never ran for this event (another plugin's took it first): no answer."""
     if (decided := state.get(STATE_KEY)) is not None:
         decided[0].give(None)
@@ -263,8 +265,9 @@ waiter = on_message(rule=Rule(_has_work), priority=10, block=False)
 
 
 @waiter.handle()
-async def _hand_over_and_wait(matcher: Matcher, state: T_State) -> None:
-    arrival, work = state[STATE_KEY]
+async def _hand_over_and_wait() -> None:
+    matcher = current_matcher.get()  # not a parameter: see _give_up_unclaimed
+    arrival, work = matcher.state[STATE_KEY]
     arrival.give(work)
     await arrival.place.wait()
     if not arrival.place.let_go:
