@@ -7,7 +7,8 @@
 # chromium: the browser the console's tests (tests/browser) drive with Playwright;
 # fonts-wqy-microhei: a small CJK font, so that their screenshots show Chinese, not boxes;
 # redis-server: the Redis the shared concurrency cap's tests start (GLM_REDIS_URL);
-# postgresql: the server the store's PostgreSQL tests start (GLM_DB_URL), as the postgres user.
+# postgresql: the server the store's PostgreSQL tests start (GLM_DB_URL), as the postgres user;
+# openssl: makes the certificate the HTTPS test of the GLM client's transport serves.
 set -euo pipefail
 
 PACKAGES=(
@@ -15,6 +16,7 @@ PACKAGES=(
     fonts-wqy-microhei
     redis-server
     postgresql
+    openssl
 )
 
 installed() {

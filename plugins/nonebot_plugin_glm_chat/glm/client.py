@@ -31,6 +31,7 @@ from .slots import Slots
 if TYPE_CHECKING:
     from ..shared.cap import SharedCap
 from .sse import iter_sse_data
+from .transport import LeanTransport
 
 CallMode = Literal["stream", "sync", "async"]
 Message = dict[str, Any]
@@ -127,7 +128,7 @@ class GLMClient:
                 max_connections=max_concurrency, max_keepalive_connections=max_concurrency
             ),
             headers={"User-Agent": "glm-chat"},
-            transport=transport,
+            transport=transport or _lean_transport(base_url, max_concurrency),
         )
 
     async def aclose(self) -> None:
@@ -439,6 +440,11 @@ def _task_outcome(task: AsyncTask, result: dict[str, Any]) -> Completion | None:
     if status in {"FAIL", "FAILED"}:
         raise UpstreamError(f"async task {task.id} failed")
     return None
+
+
+def _lean_transport(base_url: str, connections: int) -> httpx.AsyncBaseTransport | None:
+    """``LeanTransport`` unless the environment sends ``base_url`` through a proxy."""
+    return LeanTransport(max_keepalive=connections) if LeanTransport.suits(base_url) else None
 
 
 def _auth_headers(bearer: str) -> dict[str, str]:
