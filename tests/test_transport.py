@@ -32,6 +32,7 @@ class Server:
         self._handle = handle
         self.connections = 0
         self.requests: list[bytes] = []
+        self.reader: asyncio.StreamReader | None = None
         self.writer: asyncio.StreamWriter | None = None
 
     async def __aenter__(self) -> str:
@@ -44,7 +45,7 @@ class Server:
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.connections += 1
-        self.writer = writer
+        self.reader, self.writer = reader, writer
         try:
             while head := await reader.readuntil(b"\r\n\r\n"):
                 length = next(
@@ -88,6 +89,30 @@ def test_requests_reuse_one_connection_and_carry_headers_and_body(run) -> None:
             assert first.startswith(b"POST /v4/chat?x=1 HTTP/1.1\r\n")
             assert b"\r\nhost: 127.0.0.1:" in first.lower()
             assert first.endswith(b'{"n":0}')
+
+    run(main())
+
+
+def test_a_streamed_request_body_goes_chunked(run) -> None:
+    async def chunked(server: Server, request: bytes) -> bytes:
+        assert server.reader is not None
+        server.requests[-1] += await server.reader.readuntil(b"0\r\n\r\n")
+        return OK
+
+    async def parts():
+        yield b"hello "
+        yield b""
+        yield b"world"
+
+    async def main() -> None:
+        server = Server(chunked)
+        async with server as url, client() as http:
+            assert (await http.post(url, content=parts())).text == "ok"
+            assert (await http.post(url, content=parts())).text == "ok"  # and the next one
+        head, _, body = server.requests[0].partition(b"\r\n\r\n")
+        assert b"transfer-encoding: chunked" in head.lower()
+        assert body == b"6\r\nhello \r\n5\r\nworld\r\n0\r\n\r\n"
+        assert server.connections == 1
 
     run(main())
 

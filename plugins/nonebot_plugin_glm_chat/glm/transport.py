@@ -245,12 +245,15 @@ class _Connection(asyncio.Protocol):
             raise httpx.RemoteProtocolError("the connection closed")
         head = [b"%s %s HTTP/1.1\r\n" % (request.method.encode(), request.url.raw_path)]
         head += [b"%s: %s\r\n" % pair for pair in request.headers.raw]
-        chunked = request.headers.get("transfer-encoding", "").lower() == "chunked"
-        self._transport.write(b"".join(head) + b"\r\n")
-        async for part in request.stream:  # type: ignore[union-attr]
-            if part:
-                self._transport.write(b"%x\r\n%s\r\n" % (len(part), part) if chunked else part)
-        if chunked:
+        head.append(b"\r\n")
+        if request.headers.get("transfer-encoding", "").lower() != "chunked":
+            # One write, one packet: on loopback the sender pays for the receiver's wake-up too.
+            self._transport.write(b"".join([*head, *[part async for part in request.stream]]))
+        else:
+            self._transport.write(b"".join(head))
+            async for part in request.stream:  # type: ignore[union-attr]
+                if part:
+                    self._transport.write(b"%x\r\n%s\r\n" % (len(part), part))
             self._transport.write(b"0\r\n\r\n")
         while self._writing_paused:
             await self._wait(timeout, httpx.WriteTimeout)
