@@ -13,7 +13,6 @@ from collections.abc import Mapping, Sequence
 
 from .db import Database
 from .models import Heard, Speaker
-from .recent import RecentTurns
 
 ROWS_PER_INSERT = 100  # 7 parameters a row stays far below SQLite's variable limit
 _NAMES = ("chat", "seq", "message_id", "speaker_id", "speaker_name", "text", "created_at")
@@ -35,9 +34,8 @@ def members_of(chat: str) -> str:
 class BackgroundLog:
     """Background rows in the store's database."""
 
-    def __init__(self, db: Database, recent: RecentTurns | None = None) -> None:
+    def __init__(self, db: Database) -> None:
         self._db = db
-        self._recent = recent  # the store's copy of recent turns and summaries, if it keeps one
 
     async def add(self, rows: Sequence[tuple[str, Heard]], keep: int) -> None:
         """Keep ``(chat, heard)`` rows, then only the newest ``keep`` of each chat among them."""
@@ -133,20 +131,15 @@ class BackgroundLog:
         summaries written from them, from the database (and SQLite's WAL); returns how many
         kept messages were deleted."""
         params = {"chat": chat}
-        try:
-            removed = await self._db.execute("DELETE FROM background WHERE chat = :chat", params)
-            await self._db.execute(
-                "UPDATE turns SET context = NULL"
-                " WHERE COALESCE(scope, conversation) = :chat AND context IS NOT NULL",
-                params,
-            )
-            await self._db.execute(
-                f"DELETE FROM summaries WHERE conversation = :chat OR {members_of(':chat')}",
-                params,
-            )
-        finally:
-            if self._recent is not None:
-                self._recent.forget(chat, with_members=True)
+        removed = await self._db.execute("DELETE FROM background WHERE chat = :chat", params)
+        await self._db.execute(
+            "UPDATE turns SET context = NULL"
+            " WHERE COALESCE(scope, conversation) = :chat AND context IS NOT NULL",
+            params,
+        )
+        await self._db.execute(
+            f"DELETE FROM summaries WHERE conversation = :chat OR {members_of(':chat')}", params
+        )
         await self.empty_wal()
         return removed
 

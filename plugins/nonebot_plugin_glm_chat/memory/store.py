@@ -3,7 +3,6 @@ PostgreSQL (``GLM_DB_URL``); the rest of the plugin does not know which."""
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from datetime import date
 from pathlib import Path
@@ -22,7 +21,6 @@ from .models import (
     Summary,
     Turn,
 )
-from .recent import UNREAD, RecentTurns
 from .sqlite import open_sqlite
 
 __all__ = ["ContextStore", "SchemaTooNewError", "StoreOpenError", "open_store"]
@@ -44,9 +42,7 @@ class ContextStore:
 
     def __init__(self, db: Database) -> None:
         self.db = db
-        # Only this process writes an SQLite store: what it last read and wrote still holds.
-        self._recent = RecentTurns() if db.kind == "sqlite" else None
-        self.background = BackgroundLog(db, self._recent)
+        self.background = BackgroundLog(db)
 
     @classmethod
     async def open(cls, path: Path | str) -> ContextStore:
@@ -75,7 +71,6 @@ class ContextStore:
         one atomic write."""
         usage = usage or Usage()
         speaker = turn.speaker
-        created_at = time.time()
         await self.db.execute(
             "INSERT INTO turns (conversation, seq, speaker_id, speaker_name, question, answer,"
             " model, prompt_tokens, completion_tokens, created_at, scope, context, heard)"
@@ -92,15 +87,13 @@ class ContextStore:
                 "model": model,
                 "prompt_tokens": usage.prompt_tokens,
                 "completion_tokens": usage.completion_tokens,
-                "created_at": created_at,
+                "created_at": time.time(),
                 "scope": scope,
                 "context": turn.context or None,
                 "heard": heard,
             },
             retry=True,  # another process may have taken the number
         )
-        if self._recent is not None:
-            self._recent.added(conversation, turn, created_at)
 
     async def count_usage(self, scope: str, usage: Usage) -> None:
         """Count the tokens of an answer that was paid for but not kept as a turn (QQ refused
@@ -128,10 +121,6 @@ class ContextStore:
         with their numbers."""
         if limit <= 0:
             return []
-        if self._recent is not None and not oldest:
-            held = self._recent.newest(conversation, limit, after)
-            if held is not None:
-                return held
         rows = await self.db.fetch(
             "SELECT seq, created_at, speaker_id, speaker_name, question, answer, context"
             " FROM turns WHERE conversation = :conversation AND seq > :after"
@@ -140,13 +129,10 @@ class ContextStore:
         )
         if not oldest:
             rows.reverse()
-        turns = [
+        return [
             NumberedTurn(int(seq), float(at), _turn(sid, name, question, answer, context))
             for seq, at, sid, name, question, answer, context in rows
         ]
-        if self._recent is not None and not oldest:
-            self._recent.read(conversation, limit, after, turns)
-        return turns
 
     async def count(self, conversation: str, *, after: int = 0) -> int:
         """How many turns a conversation keeps (after turn ``after``)."""
@@ -162,29 +148,18 @@ class ContextStore:
         where = "conversation = :chat"
         if with_members:
             where += " OR " + members_of(":chat")
-        try:
-            return await self.db.execute(f"DELETE FROM turns WHERE {where}", {"chat": conversation})
-        finally:  # even if the delete failed (or was cancelled): read again to be sure
-            if self._recent is not None:
-                self._recent.forget(conversation, with_members=with_members)
+        return await self.db.execute(f"DELETE FROM turns WHERE {where}", {"chat": conversation})
 
     async def summary(self, conversation: str) -> Summary | None:
         """The conversation's running summary, if it has one."""
-        if self._recent is not None:
-            held = self._recent.summary(conversation)
-            if held is not UNREAD:
-                return held  # type: ignore[return-value]
         rows = await self.db.fetch(
             "SELECT text, upto, upto_at, turns, updated_at FROM summaries"
             " WHERE conversation = :conversation",
             {"conversation": conversation},
         )
-        summary = next(
+        return next(
             (Summary(str(t), int(u), float(a), int(n), float(w)) for t, u, a, n, w in rows), None
         )
-        if self._recent is not None:
-            self._recent.summary_read(conversation, summary)
-        return summary
 
     async def save_summary(
         self, conversation: str, summary: Summary, replacing: Summary | None
@@ -192,7 +167,6 @@ class ContextStore:
         """Store ``summary`` if the conversation still is as it was summarised: its summary is
         still ``replacing``, and the last turn folded in is still there (no reset since).
         Returns whether it was stored."""
-        now = time.time()
         changed = await self.db.execute(
             "INSERT INTO summaries (conversation, text, upto, upto_at, turns, updated_at)"
             " SELECT CAST(:conversation AS TEXT), CAST(:text AS TEXT), CAST(:upto AS BIGINT),"
@@ -211,16 +185,10 @@ class ContextStore:
                 "upto": summary.upto,
                 "upto_at": summary.upto_at,
                 "turns": summary.turns,
-                "now": now,
+                "now": time.time(),
                 "before": replacing.upto if replacing else 0,
             },
         )
-        if self._recent is not None:
-            if changed:
-                stored = dataclasses.replace(summary, updated_at=now)
-                self._recent.summary_read(conversation, stored)
-            else:  # the conversation changed under it: read it again
-                self._recent.forget(conversation)
         return changed > 0
 
     async def options(self, scope: str) -> ChatOptions:
