@@ -7,6 +7,7 @@ import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from ..memory.models import Heard, Speaker, Turn
@@ -56,13 +57,21 @@ def _message(role: str, content: str | list[dict[str, Any]]) -> dict[str, Any]:
 CONTEXT_TURNS = 3
 
 
-def _turn_messages(turn: Turn, recent: bool = True) -> list[dict[str, Any]]:
-    """A stored turn as the request carries it (``recent``: with what went with it)."""
+def _turn_messages(turn: Turn, recent: bool = True) -> tuple[list[dict[str, Any]], int]:
+    """A stored turn as the request carries it (``recent``: with what went with it), and its
+    estimated tokens."""
+    asked, tokens = _past_turn(turn, recent)
+    return [_message("user", asked), _message("assistant", turn.answer)], tokens
+
+
+@lru_cache(maxsize=1024)
+def _past_turn(turn: Turn, recent: bool) -> tuple[str, int]:
+    """A stored turn's user message as sent, and the pair's estimated tokens. Remembered for
+    the turns of lately asked chats: each question carries its chat's history again."""
     asked = labelled(turn.question, turn.speaker)
-    return [
-        _message("user", with_context(turn.context, asked) if recent else asked),
-        _message("assistant", turn.answer),
-    ]
+    if recent:
+        asked = with_context(turn.context, asked)
+    return asked, estimate_tokens(asked) + estimate_tokens(turn.answer) + 2 * MESSAGE_OVERHEAD
 
 
 # What an image costs the prompt, as far as our budget is concerned.
@@ -149,8 +158,8 @@ def build_prompt(
     for turn in reversed(history[-max_turns:] if max_turns > 0 else []):
         if not (turn.question.strip() and turn.answer.strip()):
             continue
-        pair = _turn_messages(turn, recent=len(kept) < CONTEXT_TURNS)
-        budget -= sum(map(_cost, pair))
+        pair, tokens = _turn_messages(turn, recent=len(kept) < CONTEXT_TURNS)
+        budget -= tokens
         if budget < 0:
             break
         kept.append(pair)
@@ -164,7 +173,5 @@ def history_tokens(history: Sequence[Turn]) -> int:
     """Estimated tokens of stored turns, as they would be sent."""
     newest_first = reversed(history)
     return sum(
-        _cost(message)
-        for index, turn in enumerate(newest_first)
-        for message in _turn_messages(turn, recent=index < CONTEXT_TURNS)
+        _past_turn(turn, index < CONTEXT_TURNS)[1] for index, turn in enumerate(newest_first)
     )
