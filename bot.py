@@ -1,5 +1,7 @@
 """Start the bot: ``python bot.py`` (or ``nb run``)."""
 
+import gc
+
 import nonebot
 from nonebot.adapters.onebot.v11 import Adapter as OneBotV11Adapter
 from nonebot.config import Env
@@ -13,6 +15,17 @@ driver = nonebot.get_driver()
 driver.register_adapter(OneBotV11Adapter)
 
 nonebot.load_from_toml("pyproject.toml")
+
+
+@driver.on_startup  # after the plugins' own startup (registered first)
+async def _freeze_what_startup_made() -> None:
+    """Take what the bot holds once started out of the garbage collector's sight: its full
+    collections then look only at what messages made since, not at the hundreds of thousands
+    of objects NoneBot and the plugins keep for good (about a tenth of the CPU per answered
+    message here: see README, Benchmarks)."""
+    gc.collect()
+    gc.freeze()
+
 
 if __name__ == "__main__":
     nonebot.run()
