@@ -73,6 +73,17 @@ async def ok(server: Server, request: bytes) -> bytes:
     return OK
 
 
+def first_stalls(seconds: float) -> Callable[[Server, bytes], Awaitable[bytes]]:
+    """A handler that answers the first request only after ``seconds``, the others at once."""
+
+    async def handle(server: Server, request: bytes) -> bytes:
+        if len(server.requests) == 1:
+            await asyncio.sleep(seconds)
+        return OK
+
+    return handle
+
+
 def client(timeout: float | httpx.Timeout = 5, **kwargs: Any) -> httpx.AsyncClient:
     return httpx.AsyncClient(transport=LeanTransport(**kwargs), timeout=timeout)
 
@@ -221,12 +232,7 @@ def test_a_broken_response_is_a_protocol_error_and_the_next_request_works(
 
 def test_silence_is_a_read_timeout_and_the_connection_is_dropped(run) -> None:
     async def main() -> None:
-        async def silent_once(server: Server, request: bytes) -> bytes:
-            if len(server.requests) == 1:
-                await asyncio.sleep(2)
-            return OK
-
-        server = Server(silent_once)
+        server = Server(first_stalls(2))
         async with server as url, client(timeout=httpx.Timeout(0.2)) as http:
             with pytest.raises(httpx.ReadTimeout):
                 await http.get(url)
@@ -266,12 +272,7 @@ def test_a_response_left_half_read_closes_its_connection(run) -> None:
 
 def test_cancelling_a_request_mid_answer_frees_it(run) -> None:
     async def main() -> None:
-        async def stall_once(server: Server, request: bytes) -> bytes:
-            if len(server.requests) == 1:
-                await asyncio.sleep(5)
-            return OK
-
-        async with Server(stall_once) as url, client() as http:
+        async with Server(first_stalls(5)) as url, client() as http:
             task = asyncio.ensure_future(http.get(url))
             await asyncio.sleep(0.1)
             task.cancel()

@@ -211,3 +211,18 @@ def test_the_plugin_loads_and_starts_on_a_driver_without_an_http_server(tmp_path
     assert "glm-chat ready" in output
     assert "glm-chat console: off, it needs NoneBot's FastAPI driver" in output  # said once
     assert not (tmp_path / "console_token").exists()
+
+
+@pytest.mark.parametrize("level", ["DEBUG", "INFO", "WARNING"])
+async def test_log_level_decides_what_a_message_prints(bot_env, log_path: Path, level: str):
+    """bot.py's console handler drops records below LOG_LEVEL early; what shows is as before."""
+    running = RunningBot(
+        {**bot_env, "LOG_LEVEL": level}, log_path, self_id=SELF_ID, token=ACCESS_TOKEN
+    )
+    async with running as qq:
+        await qq.reply_to(await qq.mention(123, 456, "你好"))
+    output = running.process.log()
+    assert ("[DEBUG] nonebot | Running PreProcessors..." in output) == (level == "DEBUG")
+    assert ("[INFO] nonebot_plugin_glm_chat | glm call conv=group:123" in output) == (
+        level != "WARNING"
+    )
