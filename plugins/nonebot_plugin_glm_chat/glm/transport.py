@@ -263,12 +263,14 @@ class _Connection(asyncio.Protocol):
             await self._wait(timeout, httpx.ReadTimeout)
 
     async def read(self, timeout: float | None) -> bytes:
-        """The next piece of the body; b"" at its end."""
+        """What arrived of the body since the last read (several HTTP chunks at once, such as a
+        stream's events that came together); b"" at its end."""
         while not self._chunks:
             if self._complete:
                 return b""
             await self._wait(timeout, httpx.ReadTimeout)
-        chunk = self._chunks.popleft()
+        chunk = self._chunks[0] if len(self._chunks) == 1 else b"".join(self._chunks)
+        self._chunks.clear()
         self._buffered -= len(chunk)
         if self._paused and self._buffered <= HIGH_WATER // 2 and self._transport is not None:
             self._paused = False
