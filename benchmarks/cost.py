@@ -4,9 +4,10 @@ bot adds on top of a 200 ms upstream (p50, p99). Also JWTs minted per 1000 reque
 
 Workload: bursts of 20 mentions, each in its own group, the next burst once all are answered;
 then single mentions one at a time. The CPU ratio is taken at the default
-GLM_MAX_CONCURRENCY (5) and at 20 (httpcore checks every pooled connection on each request, so
-a larger pool costs more per request). Added time is taken at 20, where no burst waits for a
-slot: it is the bot's own overhead, not queueing.
+GLM_MAX_CONCURRENCY (5) and at 20: at 5 a burst goes out in four waves, and each wave's
+answers (their SSE frames) wake the bot on their own, where at 20 they arrive together. Added
+time is taken at 20, where no burst waits for a slot: it is the bot's own overhead, not
+queueing.
 
     python -m benchmarks.cost [--bursts 40]
 """
