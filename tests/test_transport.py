@@ -205,6 +205,20 @@ def test_an_idle_connection_the_server_closed_is_not_reused(run) -> None:
     run(main())
 
 
+def test_a_connection_idle_too_long_is_not_reused(run) -> None:
+    async def main() -> None:
+        server = Server(ok)
+        async with server as url, client(keepalive_expiry=0.2) as http:
+            await http.get(url)
+            await http.get(url)
+            assert server.connections == 1  # reused while fresh
+            await asyncio.sleep(0.3)
+            assert (await http.get(url)).text == "ok"
+            assert server.connections == 2
+
+    run(main())
+
+
 @pytest.mark.parametrize(
     ("answer", "message"),
     [

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+import time
 import urllib.request
 from collections import deque
 from collections.abc import AsyncIterator
@@ -26,14 +27,25 @@ import httpx
 
 # Body bytes held unread before the socket stops being read (a download the caller is slow on).
 HIGH_WATER = 1 << 20
+# Seconds an idle connection is kept for the next request (httpx's own default): a NAT or a
+# firewall on the way may forget a quiet connection without telling either end.
+KEEPALIVE_EXPIRY = 5.0
 Origin = tuple[str, str, int]
 
 
 class LeanTransport(httpx.AsyncBaseTransport):
-    """Keep-alive HTTP/1.1 connections, at most ``max_keepalive`` idle ones per origin."""
+    """Keep-alive HTTP/1.1 connections, at most ``max_keepalive`` idle ones per origin, each
+    for ``keepalive_expiry`` seconds."""
 
-    def __init__(self, *, max_keepalive: int = 5, verify: ssl.SSLContext | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        max_keepalive: int = 5,
+        keepalive_expiry: float = KEEPALIVE_EXPIRY,
+        verify: ssl.SSLContext | None = None,
+    ) -> None:
         self._max_keepalive = max_keepalive
+        self._expiry = keepalive_expiry
         self._ssl = verify  # made on the first https connection, as httpx makes it
         self._idle: dict[Origin, deque[_Connection]] = {}
         self._open: set[_Connection] = set()
@@ -54,8 +66,7 @@ class LeanTransport(httpx.AsyncBaseTransport):
             await connection.send(request, timeouts.get("write"))
             await connection.wait_for_head(timeouts.get("read"))
         except BaseException:
-            connection.close()
-            self._open.discard(connection)
+            self._drop(connection)
             raise
         return httpx.Response(
             connection.status,
@@ -71,13 +82,24 @@ class LeanTransport(httpx.AsyncBaseTransport):
         self._idle.clear()
 
     def _idle_connection(self, origin: Origin) -> _Connection | None:
+        """The connection to ``origin`` idle the shortest time, if one is still fit to use;
+        those closed or idle too long are closed and dropped."""
         idle = self._idle.get(origin)
+        if not idle:
+            return None
+        stale = time.monotonic() - self._expiry
+        while idle and idle[0].idle_since < stale:  # the oldest first: all of them, or some
+            self._drop(idle.popleft())
         while idle:
             connection = idle.pop()
             if connection.open:
                 return connection
-            self._open.discard(connection)
+            self._drop(connection)
         return None
+
+    def _drop(self, connection: _Connection) -> None:
+        connection.close()
+        self._open.discard(connection)
 
     async def _connect(self, origin: Origin, timeouts: dict[str, float | None]) -> _Connection:
         scheme, host, port = origin
@@ -106,8 +128,7 @@ class LeanTransport(httpx.AsyncBaseTransport):
             connection.reset()
             idle.append(connection)
         else:
-            connection.close()
-            self._open.discard(connection)
+            self._drop(connection)
 
 
 class _Body(httpx.AsyncByteStream):
@@ -147,6 +168,7 @@ class _Connection(asyncio.Protocol):
 
     # What the parser found in the current response.
     def reset(self) -> None:
+        self.idle_since = time.monotonic()  # idle from now until the next request
         self._parser = httptools.HttpResponseParser(self)
         self.status = 0
         self.reason = b""
