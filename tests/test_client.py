@@ -154,6 +154,48 @@ async def test_error_frame_mid_stream(client, fake):
         await client.complete(MESSAGES, model="m", mode="stream")
 
 
+async def test_a_stream_the_platform_drops_mid_answer_is_asked_again_whole():
+    """The connection closes after the first frame, mid-body: a connection error, retried;
+    the answer is the whole one of the second attempt."""
+
+    def chunk(data: str) -> bytes:
+        raw = data.encode()
+        return b"%x\r\n%s\r\n" % (len(raw), raw)
+
+    def frame(text: str) -> bytes:
+        return chunk(f'data: {{"choices":[{{"index":0,"delta":{{"content":"{text}"}}}}]}}\n\n')
+
+    head = (
+        b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n"
+    )
+    end = chunk('data: {"choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}\n\n')
+    end += chunk("data: [DONE]\n\n") + b"0\r\n\r\n"
+    attempts = 0
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal attempts
+        attempts += 1
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(head + frame("半句"))
+        if attempts > 1:
+            writer.write(frame("话说完了") + end)
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    client = make_client(f"http://127.0.0.1:{port}", timeout=5)
+    records: list[CallRecord] = []
+    client._on_call = records.append
+    try:
+        completion = await client.complete(MESSAGES, model="m")
+    finally:
+        await client.aclose()
+        server.close()
+    assert completion.content == "半句话说完了"
+    assert (attempts, records[0].attempts, records[0].ok) == (2, 2, True)
+
+
 async def test_sensitive_finish_in_stream(client, fake):
     fake.push(Fault("finish", finish_reason="sensitive"))
     with pytest.raises(ContentFilterError):

@@ -122,8 +122,8 @@ class GLMClient:
         self._http = httpx.AsyncClient(
             base_url=base_url.rstrip("/") + "/",
             timeout=httpx.Timeout(timeout, connect=min(connect_timeout, timeout)),
-            # No more connections than requests in flight: httpcore checks every pooled
-            # connection (a poll() each) whenever a request starts or ends.
+            # For httpx's own transport (behind a proxy): no more connections than requests in
+            # flight, as httpcore checks every pooled one whenever a request starts or ends.
             limits=httpx.Limits(
                 max_connections=max_concurrency, max_keepalive_connections=max_concurrency
             ),

@@ -263,7 +263,7 @@ class _Connection(asyncio.Protocol):
 
     # the request's side
     async def send(self, request: httpx.Request, timeout: float | None) -> None:
-        if self._lost is not None or self._transport is None:
+        if not self.open or self._transport is None:
             raise httpx.RemoteProtocolError("the connection closed")
         head = [b"%s %s HTTP/1.1\r\n" % (request.method.encode(), request.url.raw_path)]
         head += [b"%s: %s\r\n" % pair for pair in request.headers.raw]
