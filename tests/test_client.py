@@ -70,6 +70,25 @@ async def test_each_call_mode_gets_the_answer(client, fake, mode):
     assert sent.token_claims["api_key"] == "clientid"
 
 
+@pytest.mark.parametrize("mode", ["stream", "sync", "async"])
+async def test_each_call_mode_goes_through_a_proxy_from_the_environment(
+    server, fake, monkeypatch, mode
+):
+    """Where the environment names a proxy, httpx routes the calls (the fake serves as the
+    proxy here: the API's own host does not resolve)."""
+    for name in ("no_proxy", "NO_PROXY", "all_proxy", "ALL_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    proxy = httpx.URL(server[1])
+    monkeypatch.setenv("HTTP_PROXY", f"http://{proxy.host}:{proxy.port}")
+    client = make_client("http://glm-api.invalid/api/paas/v4", timeout=5)
+    try:
+        completion = await client.complete(MESSAGES, model="glm-4-flash", mode=mode)
+    finally:
+        await client.aclose()
+    assert completion.content == "回声#1：你好"
+    assert fake.completions()[-1].headers["host"] == "glm-api.invalid"
+
+
 async def test_token_is_reused_across_calls(client, fake):
     for _ in range(3):
         await client.complete(MESSAGES, model="m", mode="sync")

@@ -2,9 +2,9 @@
 
 httpx's default transport (httpcore on anyio streams) costs this bot about as much CPU per
 streamed answer as the rest of the answer does: task groups, locks and a pool scan per request,
-and several layers of awaits per SSE frame. This transport keeps the ``httpx.AsyncClient`` API
-(auth headers, timeouts, decoding, errors) and replaces what is under it: a few keep-alive
-connections per origin, each an ``asyncio.Protocol`` whose bytes go straight into the C parser.
+and several layers of awaits per SSE frame. This transport keeps httpx's requests, responses,
+timeouts, decoding and errors, and replaces what is under them: a few keep-alive connections
+per origin, each an ``asyncio.Protocol`` whose bytes go straight into the C parser.
 
 Kept to what the GLM API needs: HTTP/1.1 (TLS when the URL says https), request bodies that are
 bytes or chunked streams, responses with a length, chunked or ended by the connection closing.
