@@ -69,6 +69,18 @@ class Arrival:
         ChatQueues.fill(self.place, work)
 
 
+@dataclass(frozen=True, repr=False)
+class Decision:
+    """A question or command on its way from our preprocessor to our matcher, in the state.
+
+    No repr: NoneBot writes the state into a TRACE line each time a matcher runs, built even
+    when nothing is logged at TRACE, and this one's would repr the whole event once more.
+    """
+
+    arrival: Arrival
+    work: Work
+
+
 def _unclaimed(reading: ReadingAlong, place: Place, seq: int) -> None:
     ChatQueues.fill(place, None)
     reading.pass_over(seq)
@@ -138,7 +150,7 @@ async def _decide(bot: Bot, event: MessageEvent, state: T_State) -> None:
     if work is None or isinstance(work, Aside):
         arrival.give(work)
     else:
-        state[STATE_KEY] = (arrival, work)
+        state[STATE_KEY] = Decision(arrival, work)
 
 
 # In personal mode a remark (on the group's shared conversation) runs beside the members'
@@ -250,8 +262,8 @@ async def _private_closed(outbox: Outbox, event: MessageEvent, services: Service
 @event_postprocessor
 async def _give_up_unclaimed(state: T_State) -> None:
     """Our matcher never ran for this event (another plugin's took it first): no answer."""
-    if (decided := state.get(STATE_KEY)) is not None:
-        decided[0].give(None)
+    if (decision := state.get(STATE_KEY)) is not None:
+        decision.arrival.give(None)
 
 
 async def _has_work(state: T_State) -> bool:
@@ -267,8 +279,8 @@ waiter = on_message(rule=Rule(_has_work), priority=10, block=False)
 @waiter.handle()
 async def _hand_over_and_wait() -> None:
     matcher = current_matcher.get()  # not a parameter: see _give_up_unclaimed
-    arrival, work = matcher.state[STATE_KEY]
-    arrival.give(work)
-    await arrival.place.wait()
-    if not arrival.place.let_go:
+    decision: Decision = matcher.state[STATE_KEY]
+    decision.arrival.give(decision.work)
+    await decision.arrival.place.wait()
+    if not decision.arrival.place.let_go:
         matcher.stop_propagation()
