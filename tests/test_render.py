@@ -1,7 +1,9 @@
+import random
 import textwrap
 
 import pytest
 
+from plugins.nonebot_plugin_glm_chat.qq import render
 from plugins.nonebot_plugin_glm_chat.qq.render import markdown_to_text, split_text
 
 
@@ -131,3 +133,39 @@ def test_split_falls_back_to_sentence_ends_and_spaces():
 
 def test_split_keeps_the_indentation_of_a_piece_that_starts_in_code():
     assert split_text("说明\n    缩进的代码", limit=10) == ["说明", "    缩进的代码"]
+
+
+def test_text_taken_as_plain_renders_as_the_parser_would_render_it():
+    """The shortcut for text without Markdown agrees with the parser on every text it takes,
+    over random texts of plain words, markup, spaces and line breaks."""
+    pieces = [
+        *"你好世界。！abc12",
+        "1.",
+        "2)",
+        "10",
+        " ",
+        "  ",
+        "\n",
+        "\n\n",
+        " \n",
+        "\t",
+        "\u3000",
+        *"#*_-+=><&|[]`~\\!:()",
+    ]
+    rng = random.Random(20261207)
+    taken = 0
+    for _ in range(20000):
+        text = "".join(rng.choice(pieces) for _ in range(rng.randint(0, 24)))
+        plain = render._plain_paragraphs(text)
+        if plain is not None:
+            taken += 1
+            assert plain == render._rendered(text), repr(text)
+    assert taken > 2000  # the shortcut is taken often enough for the check to mean something
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["回声#3：第1轮问题2", "好的！\n\n明天见。  \n再见", "\n\n  \n第一段\n\n\n\n第二段\n"],
+)
+def test_plain_answers_skip_the_parser(text):
+    assert render._plain_paragraphs(text) == render._rendered(text) is not None

@@ -218,8 +218,37 @@ def _table(node: SyntaxTreeNode) -> list[_Line]:
 
 def markdown_to_text(markdown: str) -> str:
     """Plain text that reads well in QQ: no ``**``, ``#``, fences or table rules left bare."""
+    plain = _plain_paragraphs(markdown)
+    return plain if plain is not None else _rendered(markdown)
+
+
+def _rendered(markdown: str) -> str:
     lines = _blocks(SyntaxTreeNode(_MARKDOWN.parse(markdown)).children)
     return "\n".join(line.text for line in lines).strip("\n")
+
+
+# What may start Markdown syntax (or what the parser rewrites) anywhere in a line, and at the
+# start of a line: a text with neither is paragraphs of plain text already.
+_INLINE_SYNTAX = re.compile(r"[\\`*_~\[\]<&|\t\r\0]")
+_BLOCK_SYNTAX = re.compile(r"[#>+=\-\s]|\d{1,9}[.)]")
+
+
+def _plain_paragraphs(text: str) -> str | None:
+    """``text`` as Markdown would render it when it holds no Markdown at all (a short answer
+    usually does not): its lines without trailing spaces, one blank line between paragraphs.
+    None when it might hold some; parsing costs about as much CPU as sending the answer."""
+    if _INLINE_SYNTAX.search(text):
+        return None
+    lines: list[str] = []
+    for line in text.split("\n"):
+        if not line.strip(" "):
+            if lines and lines[-1]:
+                lines.append("")
+        elif _BLOCK_SYNTAX.match(line):
+            return None
+        else:
+            lines.append(line.rstrip())
+    return "\n".join(lines).strip("\n")
 
 
 # Where a piece may end, best first: a paragraph break, a line break, a sentence end or a space.
