@@ -1,6 +1,7 @@
 """GLMClient against the fake server over real HTTP on 127.0.0.1."""
 
 import asyncio
+import gzip
 import socket
 from collections.abc import AsyncIterator, Iterator
 
@@ -213,6 +214,28 @@ async def test_a_stream_the_platform_drops_mid_answer_is_asked_again_whole():
         server.close()
     assert completion.content == "半句话说完了"
     assert (attempts, records[0].attempts, records[0].ok) == (2, 2, True)
+
+
+async def test_a_stream_compressed_anyway_is_decompressed():
+    """Requests ask for no compression; a server that compresses its stream all the same is
+    read through httpx's decoders."""
+    frames = (
+        'data: {"choices":[{"index":0,"delta":{"content":"压缩的"}}]}\n\n'
+        'data: {"choices":[{"index":0,"delta":{"content":"回答"},"finish_reason":"stop"}]}\n\n'
+        "data: [DONE]\n\n"
+    )
+
+    def compressing(request: httpx.Request) -> httpx.Response:
+        assert "accept-encoding" not in request.headers
+        headers = {"content-type": "text/event-stream", "content-encoding": "gzip"}
+        return httpx.Response(200, headers=headers, content=gzip.compress(frames.encode()))
+
+    client = make_client("http://glm.test/api/paas/v4", transport=httpx.MockTransport(compressing))
+    try:
+        completion = await client.complete(MESSAGES, model="m")
+    finally:
+        await client.aclose()
+    assert completion.content == "压缩的回答"
 
 
 async def test_sensitive_finish_in_stream(client, fake):
