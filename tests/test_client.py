@@ -216,6 +216,39 @@ async def test_a_stream_the_platform_drops_mid_answer_is_asked_again_whole():
     assert (attempts, records[0].attempts, records[0].ok) == (2, 2, True)
 
 
+async def test_an_answer_nobody_streams_is_read_whole_and_timed_from_its_first_bytes():
+    """The answer's events come 0.3 s apart; with nobody reading them as they come the answer
+    is taken whole, and its time to the first token is still that of the first event."""
+    head = (
+        b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n"
+    )
+
+    def chunk(data: str) -> bytes:
+        raw = data.encode()
+        return b"%x\r\n%s\r\n" % (len(raw), raw)
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(head + chunk('data: {"choices":[{"index":0,"delta":{"content":"慢"}}]}\n\n'))
+        await writer.drain()
+        await asyncio.sleep(0.3)
+        last = '{"choices":[{"index":0,"delta":{"content":"慢来"},"finish_reason":"stop"}]}'
+        writer.write(chunk(f"data: {last}\n\n") + chunk("data: [DONE]\n\n") + b"0\r\n\r\n")
+        await writer.drain()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    records: list[CallRecord] = []
+    client = make_client(f"http://127.0.0.1:{port}", timeout=5, on_call=records.append)
+    try:
+        completion = await client.complete(MESSAGES, model="m")
+    finally:
+        await client.aclose()
+        server.close()
+    assert completion.content == "慢慢来"
+    assert records[0].first_token_s < 0.2 and records[0].total_s >= 0.3
+
+
 async def test_a_stream_compressed_anyway_is_decompressed():
     """Requests ask for no compression; a server that compresses its stream all the same is
     read through httpx's decoders."""

@@ -13,7 +13,7 @@ import httpx
 import pytest
 import uvloop
 
-from plugins.nonebot_plugin_glm_chat.glm.transport import LeanTransport
+from plugins.nonebot_plugin_glm_chat.glm.transport import LeanTransport, _Connection
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 OK = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\ncontent-type: text/plain\r\n\r\nok"
@@ -168,6 +168,83 @@ def test_a_chunked_stream_arrives_piece_by_piece(run) -> None:
             assert await pieces.__anext__() == b"data: first\n\n"  # before the rest is sent
             go_on.set()
             assert b"".join([piece async for piece in pieces]) == b"data: second\n\n"
+
+    run(main())
+
+
+def trickling(pieces: int, gap: float, stop_after: int | None = None) -> Handler:
+    """A chunked SSE answer of ``pieces`` events, ``gap`` seconds apart; with ``stop_after``
+    the server falls silent after that many (and keeps the connection open)."""
+
+    async def sse(server: Server, request: bytes) -> None:
+        assert server.writer is not None
+        server.writer.write(
+            b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n"
+            b"content-type: text/event-stream\r\n\r\n"
+        )
+        for number in range(pieces):
+            if number == stop_after:
+                await asyncio.sleep(10)
+            event = b"data: %d\n\n" % number
+            server.writer.write(b"%x\r\n%s\r\n" % (len(event), event))
+            await server.writer.drain()
+            await asyncio.sleep(gap)
+        server.writer.write(b"0\r\n\r\n")
+        return None
+
+    return sse
+
+
+async def gathered(transport: LeanTransport, url: str, read_timeout: float = 5) -> bytes:
+    """A POST's body, read with ``LeanBody.gathered``, as one piece (it is one, or this fails)."""
+    timeouts = httpx.Timeout(read_timeout).as_dict()
+    request = httpx.Request("POST", url, content=b"{}", extensions={"timeout": timeouts})
+    response = await transport.handle_async_request(request)
+    try:
+        [body] = [piece async for piece in response.stream.gathered()]
+        return body
+    finally:
+        await response.aclose()
+
+
+def test_a_gathered_stream_comes_in_one_piece_when_it_ends(run, monkeypatch) -> None:
+    """Six events 50 ms apart: the reader is woken once for the body, not for each."""
+    wakes = 0
+    wait = _Connection._wait
+
+    async def counted(self: _Connection, *args: Any) -> None:
+        nonlocal wakes
+        wakes += 1
+        await wait(self, *args)
+
+    monkeypatch.setattr(_Connection, "_wait", counted)
+
+    async def main() -> None:
+        transport = LeanTransport()
+        async with Server(trickling(6, 0.05)) as url:
+            started = asyncio.get_running_loop().time()
+            body = await gathered(transport, url)
+            ended = asyncio.get_running_loop().time()
+        await transport.aclose()
+        assert body == b"".join(b"data: %d\n\n" % n for n in range(6))
+        assert ended - started >= 0.25
+        assert wakes <= 3  # the head, the body (and the head's first piece, if apart)
+
+    run(main())
+
+
+def test_a_gathered_stream_times_out_on_silence_not_on_its_length(run) -> None:
+    """The read timeout (0.25 s) is the longest silence: an answer trickling for 0.5 s is
+    read whole; one that falls silent mid-way times out."""
+
+    async def main() -> None:
+        transport = LeanTransport()
+        async with Server(trickling(10, 0.05)) as url:
+            assert (await gathered(transport, url, 0.25)).count(b"data: ") == 10
+        async with Server(trickling(10, 0.05, stop_after=3)) as url:
+            with pytest.raises(httpx.ReadTimeout):
+                await gathered(transport, url, 0.25)
+        await transport.aclose()
 
     run(main())
 

@@ -32,7 +32,7 @@ from .slots import Slots
 if TYPE_CHECKING:
     from ..shared.cap import SharedCap
 from .sse import iter_sse_data
-from .transport import LeanTransport
+from .transport import LeanBody, LeanTransport
 
 CallMode = Literal["stream", "sync", "async"]
 Message = dict[str, Any]
@@ -360,12 +360,14 @@ class GLMClient:
             assembler = StreamAssembler()
             # Read to the end of the body, past [DONE]: leaving the loop early leaves two async
             # generators for the event loop to finalise, which cost ~1 ms of CPU per call.
-            async for payload in iter_sse_data(_body_chunks(response)):
+            # Nobody reads the answer as it streams: its events are taken all at once.
+            chunks = _body_chunks(response, gather=on_text is None)
+            async for payload in iter_sse_data(chunks):
                 if assembler.done:
                     continue
                 text = assembler.feed(payload)
                 if text and record.first_token_s is None:
-                    record.first_token_s = time.monotonic() - record.started
+                    record.first_token_s = _first_data_at(response) - record.started
                 if text and on_text is not None:
                     on_text(text)
             return assembler.result()
@@ -497,11 +499,24 @@ def _transport_errors(timeout: float) -> Iterator[None]:
         raise APIConnectionError(f"connection failed: {type(exc).__name__}") from exc
 
 
-def _body_chunks(response: httpx.Response) -> AsyncIterable[bytes]:
+def _body_chunks(response: httpx.Response, *, gather: bool) -> AsyncIterable[bytes]:
     """The body as it arrives: straight from the transport unless it must be decompressed
-    (requests ask for none), past the two generators per chunk of ``aiter_bytes``."""
-    encoded = response.headers.get("content-encoding", "identity") != "identity"
-    return response.aiter_bytes() if encoded else cast(AsyncIterable[bytes], response.stream)
+    (requests ask for none), past the two generators per chunk of ``aiter_bytes``.
+    ``gather``: in as few pieces as the transport can (see ``LeanBody.gathered``)."""
+    if response.headers.get("content-encoding", "identity") != "identity":
+        return response.aiter_bytes()
+    body = response.stream
+    if gather and isinstance(body, LeanBody):
+        return body.gathered()
+    return cast(AsyncIterable[bytes], body)
+
+
+def _first_data_at(response: httpx.Response) -> float:
+    """When the body's first bytes arrived, if the transport says (a gathered body is read
+    only once it has ended); else now."""
+    body = response.stream
+    arrived = body.first_data_at if isinstance(body, LeanBody) else None
+    return arrived if arrived is not None else time.monotonic()
 
 
 def _raise_for_status(response: httpx.Response) -> None:

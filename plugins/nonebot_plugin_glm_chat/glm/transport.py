@@ -71,7 +71,7 @@ class LeanTransport(httpx.AsyncBaseTransport):
         return httpx.Response(
             connection.status,
             headers=connection.headers,
-            stream=_Body(self, connection, origin, timeouts.get("read")),
+            stream=LeanBody(self, connection, origin, timeouts.get("read")),
             extensions={"http_version": b"HTTP/1.1", "reason_phrase": connection.reason},
         )
 
@@ -131,8 +131,9 @@ class LeanTransport(httpx.AsyncBaseTransport):
             self._drop(connection)
 
 
-class _Body(httpx.AsyncByteStream):
-    """A response's body as it arrives; closing it hands the connection back."""
+class LeanBody(httpx.AsyncByteStream):
+    """A response's body as it arrives (or ``gathered``); closing it hands the connection
+    back."""
 
     def __init__(
         self, owner: LeanTransport, connection: _Connection, origin: Origin, timeout: float | None
@@ -141,10 +142,24 @@ class _Body(httpx.AsyncByteStream):
         self._timeout = timeout
         self._closed = False
 
-    async def __aiter__(self) -> AsyncIterator[bytes]:
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return self._pieces(gather=False)
+
+    def gathered(self) -> AsyncIterator[bytes]:
+        """The body in as few pieces as it allows: all of it when it ends, unless a megabyte
+        comes first. For a reader that needs no piece early: a stream's events cost one
+        wake-up in all instead of one each. ``timeout`` is still the longest silence."""
+        return self._pieces(gather=True)
+
+    @property
+    def first_data_at(self) -> float | None:
+        """When (``time.monotonic()``) the first of the body arrived."""
+        return self._connection.first_data_at
+
+    async def _pieces(self, gather: bool) -> AsyncIterator[bytes]:
         connection = self._connection
         while True:
-            chunk = await connection.read(self._timeout)
+            chunk = await connection.read(self._timeout, gather=gather)
             if not chunk:
                 return
             yield chunk
@@ -161,6 +176,7 @@ class _Connection(asyncio.Protocol):
     def __init__(self) -> None:
         self._transport: asyncio.Transport | None = None
         self._waiter: asyncio.Future[None] | None = None
+        self._timer: asyncio.TimerHandle | None = None
         self._paused = False  # reading, while the caller catches up
         self._writing_paused = False  # while the kernel's buffer is full
         self._lost: Exception | None = None
@@ -180,6 +196,9 @@ class _Connection(asyncio.Protocol):
         self._chunks: deque[bytes] = deque()
         self._buffered = 0
         self._error: Exception | None = None
+        self._gathering = False  # the reader wants the whole body: no wake-up for each piece
+        self.first_data_at: float | None = None
+        self._data_at = 0.0  # when bytes last arrived (or the reader began to wait)
 
     @property
     def open(self) -> bool:
@@ -200,6 +219,7 @@ class _Connection(asyncio.Protocol):
         self._transport = cast(asyncio.Transport, transport)  # uvloop's are not subclasses
 
     def data_received(self, data: bytes) -> None:
+        self._data_at = time.monotonic()
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserError as error:
@@ -209,7 +229,8 @@ class _Connection(asyncio.Protocol):
         if self._buffered > HIGH_WATER and not self._paused and self._transport is not None:
             self._paused = True
             self._transport.pause_reading()
-        self._wake()
+        if not self._gathering or self._complete or self._buffered > HIGH_WATER:
+            self._wake()
 
     def pause_writing(self) -> None:
         self._writing_paused = True
@@ -254,6 +275,8 @@ class _Connection(asyncio.Protocol):
         self._keep_alive = self._parser.should_keep_alive()  # unknown once the body is parsed
 
     def on_body(self, body: bytes) -> None:
+        if self.first_data_at is None:
+            self.first_data_at = self._data_at
         self._chunks.append(body)
         self._buffered += len(body)
 
@@ -284,13 +307,18 @@ class _Connection(asyncio.Protocol):
         while not self._head_done:
             await self._wait(timeout, httpx.ReadTimeout)
 
-    async def read(self, timeout: float | None) -> bytes:
+    async def read(self, timeout: float | None, *, gather: bool = False) -> bytes:
         """What arrived of the body since the last read (several HTTP chunks at once, such as a
-        stream's events that came together); b"" at its end."""
-        while not self._chunks:
+        stream's events that came together); b"" at its end. ``gather``: wait for the rest
+        of the body, or for a megabyte of it."""
+        while not self._chunks or (gather and not self._complete and self._buffered <= HIGH_WATER):
             if self._complete:
                 return b""
-            await self._wait(timeout, httpx.ReadTimeout)
+            self._gathering = gather
+            try:
+                await self._wait(timeout, httpx.ReadTimeout)
+            finally:
+                self._gathering = False
         chunk = self._chunks[0] if len(self._chunks) == 1 else b"".join(self._chunks)
         self._chunks.clear()
         self._buffered -= len(chunk)
@@ -306,7 +334,9 @@ class _Connection(asyncio.Protocol):
             raise self._error
         loop = asyncio.get_running_loop()
         self._waiter = waiter = loop.create_future()
-        timer = None if timeout is None else loop.call_later(timeout, _expire, waiter)
+        self._data_at = time.monotonic()
+        if timeout is not None:
+            self._timer = loop.call_later(timeout, self._expire, timeout)
         try:
             await waiter
         except asyncio.TimeoutError:
@@ -314,10 +344,25 @@ class _Connection(asyncio.Protocol):
             raise timed_out(f"nothing from the server in {timeout:g}s") from None
         finally:
             self._waiter = None
-            if timer is not None:
-                timer.cancel()
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
         if self._error is not None:
             raise self._error
+
+    def _expire(self, timeout: float) -> None:
+        """Fail the wait after ``timeout`` seconds without bytes (a wait that gathers is not
+        woken by bytes: they only move ``_data_at``)."""
+        waiter = self._waiter
+        if waiter is None or waiter.done():
+            return
+        silent = time.monotonic() - self._data_at
+        if silent < timeout:
+            self._timer = asyncio.get_running_loop().call_later(
+                timeout - silent, self._expire, timeout
+            )
+        else:
+            waiter.set_exception(asyncio.TimeoutError())
 
     def _wake(self) -> None:
         if self._waiter is not None and not self._waiter.done():
@@ -326,11 +371,6 @@ class _Connection(asyncio.Protocol):
     def _fail(self, error: Exception) -> None:
         if self._error is None:
             self._error = error
-
-
-def _expire(waiter: asyncio.Future[None]) -> None:
-    if not waiter.done():
-        waiter.set_exception(asyncio.TimeoutError())
 
 
 def _default_port(request: httpx.Request) -> int:
