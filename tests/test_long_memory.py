@@ -83,7 +83,7 @@ async def test_turns_that_leave_the_window_reach_later_requests_through_the_summ
     for index in range(WINDOW):
         await ask(service, Question("group:1", f"闲聊{index}", BOB))
         await folds_done(service)
-    # Five turns, window four: the oldest are folded in a batch, one call after the answer.
+    # Five turns, window four: the oldest three are folded in one call after the answer.
     assert len(fake_glm.summaries()) == 1
     await ask(service, Question("group:1", "我的猫叫什么？", ALICE))
     sent = fake_glm.completions()[-1].messages
@@ -91,7 +91,7 @@ async def test_turns_that_leave_the_window_reach_later_requests_through_the_summ
     assert "Alice(11): 我的猫叫团子" in sent[0]["content"]
     assert all("我的猫叫团子" not in m["content"] for m in sent[1:-1])  # not twice
     status = await service.status("group:1")
-    assert status.summary is not None and status.summary.turns == 2
+    assert status.summary is not None and status.summary.turns == 3
 
 
 async def test_a_failed_summary_changes_nothing_and_the_next_one_folds_it_in(
@@ -258,7 +258,7 @@ async def test_turns_too_long_to_summarise_are_halved_then_let_go_and_memory_goe
     store, _ = parts
     service = service_of(*parts)
     too_long = Fault("error", status=400, code="1261", message="prompt too long")
-    fake_glm.push_summary(too_long, too_long)  # the batch of two, then its older half alone
+    fake_glm.push_summary(too_long, too_long)  # the batch of three, then its oldest alone
     for index in range(WINDOW + 1):
         await ask(service, Question("private:4", f"很长的一轮{index}"))
         await folds_done(service)
@@ -269,7 +269,7 @@ async def test_turns_too_long_to_summarise_are_halved_then_let_go_and_memory_goe
         await ask(service, Question("private:4", f"之后{index}"))
         await folds_done(service)
     summary = await store.summary("private:4")
-    assert summary is not None and summary.turns == 4
+    assert summary is not None and summary.turns == 5
     assert "很长的一轮1" in summary.text and "很长的一轮0" not in summary.text
 
 

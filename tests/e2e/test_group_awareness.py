@@ -372,30 +372,31 @@ async def test_turns_leaving_the_window_are_summarised_remembered_across_a_resta
         await ask(qq, fake, 111, "Alice", "我的猫叫团子")
         for index in range(2, 6):
             await ask(qq, fake, 222, "Bob", f"问题{index}")
-        # The 5th answer leaves more than 4 turns outside any summary: the oldest are folded.
+        # The 5th answer leaves more than 4 turns outside any summary: the oldest 3 are folded.
         await eventually(lambda: stored_summary(db_path), "a summary stored")
         summary_text, turns = stored_summary(db_path)
-        assert turns == 2 and "Alice(111): 我的猫叫团子" in summary_text
+        assert turns == 3 and "Alice(111): 我的猫叫团子" in summary_text
         (folding,) = fake.summaries()
         assert "Alice(111): 我的猫叫团子" in last_user(folding)
 
         _, request = await ask(qq, fake, 222, "Bob", "问题6")
         assert summary_of(request) == summary_text
         assert not any("团子" in content_text(m) for m in request.messages[1:])
-        assert len(request.messages) == 1 + 2 * 3 + 1  # turns 3 to 5, then the question
+        assert len(request.messages) == 1 + 2 * 2 + 1  # turns 4 and 5, then the question
 
         status = await command(qq, "/glm status", role="member")
         assert "已记住 6 轮对话" in status
-        assert f"长期记忆：有摘要（{len(summary_text)} 字，概括了更早的 2 轮）" in status
+        assert f"长期记忆：有摘要（{len(summary_text)} 字，概括了更早的 3 轮）" in status
 
     async with running(bot_env, log_path) as qq:
         _, request = await ask(qq, fake, 222, "Bob", "我的猫叫什么？")
         assert summary_of(request) == summary_text
-        await eventually(lambda: stored_summary(db_path)[1] == 4, "a second fold")
+        await ask(qq, fake, 222, "Bob", "问题8")  # 5 turns outside the summary again
+        await eventually(lambda: stored_summary(db_path)[1] == 6, "a second fold")
         assert len(fake.summaries()) == 2
 
         assert await command(qq, "/glm reset", role="member") == REFUSAL
-        assert await command(qq, "/glm reset") == "上下文已清空（忘掉了 7 轮对话）。"
+        assert await command(qq, "/glm reset") == "上下文已清空（忘掉了 8 轮对话）。"
         status = await command(qq, "/glm status", role="member")
         assert "已记住 0 轮对话" in status and "长期记忆：还没有摘要" in status
         _, request = await ask(qq, fake, 222, "Bob", "重置后呢？")
@@ -425,34 +426,34 @@ async def test_a_summary_never_delays_answers_runs_one_at_a_time_and_a_failed_on
 
         fake.release()
         # The held fold stores its summary, then the fold asked for meanwhile catches up.
-        await eventually(lambda: (stored_summary(db_path) or ("", 0))[1] == 6, "caught up")
+        await eventually(lambda: (stored_summary(db_path) or ("", 0))[1] == 7, "caught up")
         assert len(fake.summaries()) == 2
         before = stored_summary(db_path)
-        assert "团子" in before[0] and "问题6" in before[0]
+        assert "团子" in before[0] and "问题7" in before[0]
 
         fake.push_summary(Fault("error", 400, "1214", "摘要失败"))
-        await ask(qq, fake, 222, "Bob", "问题10")
-        await ask(qq, fake, 222, "Bob", "问题11")  # 5 turns outside: a fold, which fails
+        for index in range(10, 13):  # at 问题12, 5 turns outside: a fold, which fails
+            await ask(qq, fake, 222, "Bob", f"问题{index}")
         await eventually(lambda: len(fake.summaries()) == 3, "the failing summary request")
         await eventually(lambda: "no summary for group:1" in log_path.read_text("utf-8"), "log")
         assert stored_summary(db_path) == before
 
-        _, request = await ask(qq, fake, 222, "Bob", "问题12")
+        _, request = await ask(qq, fake, 222, "Bob", "问题13")
         assert summary_of(request) == before[0]
-        await eventually(lambda: stored_summary(db_path)[1] == 9, "a later fold succeeds")
+        await eventually(lambda: stored_summary(db_path)[1] == 11, "a later fold succeeds")
         after = stored_summary(db_path)[0]
-        assert "团子" in after and "问题9" in after
+        assert "团子" in after and "问题11" in after
         status = await command(qq, "/glm status", role="member")
-        assert f"长期记忆：有摘要（{len(after)} 字，概括了更早的 9 轮）" in status
+        assert f"长期记忆：有摘要（{len(after)} 字，概括了更早的 11 轮）" in status
 
         # A reset while a summary is being written: that summary is not stored.
-        for index in range(13, 15):
+        for index in range(14, 16):
             await ask(qq, fake, 222, "Bob", f"问题{index}")
         fake.clear()  # release() no longer holds; what was recorded is forgotten
         fake.push_summary(Fault("hold"))
-        await ask(qq, fake, 222, "Bob", "问题15")  # 6 turns outside the summary: a fold
+        await ask(qq, fake, 222, "Bob", "问题16")  # 5 turns outside the summary: a fold
         await fake.wait_holding()
-        assert await command(qq, "/glm reset") == "上下文已清空（忘掉了 15 轮对话）。"
+        assert await command(qq, "/glm reset") == "上下文已清空（忘掉了 16 轮对话）。"
         fake.release()
         await eventually(lambda: fake.in_flight == 0 and fake.holding == 0, "summary answered")
         _, request = await ask(qq, fake, 222, "Bob", "重置后呢？")

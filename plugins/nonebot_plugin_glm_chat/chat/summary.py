@@ -96,7 +96,10 @@ class Summarizer:
         self.model = model
         self.mode: CallMode = "sync" if mode == "stream" else mode
         self.window = window
-        self.batch = max(1, window // 4)
+        # Half the window at a time: requests then carry from half the window to all of it
+        # (10 to 20 past turns by default), and a summary call, which repeats the summary so
+        # far, comes every 10 answers instead of every 5: half the calls, fewer tokens.
+        self.batch = max(1, window // 2)
         self.limit = summary_chars(context_tokens)
         self.input_budget = context_tokens
         self._running: dict[str, tuple[str, asyncio.Task[None]]] = {}  # conversation: chat, task
