@@ -3,7 +3,7 @@
 import asyncio
 import gzip
 import socket
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 
 import httpx
 import jwt
@@ -11,6 +11,7 @@ import pytest
 
 from plugins.nonebot_plugin_glm_chat.glm.auth import KeyPool
 from plugins.nonebot_plugin_glm_chat.glm.client import Backoff, CallRecord, GLMClient
+from plugins.nonebot_plugin_glm_chat.glm.completion import Completion
 from plugins.nonebot_plugin_glm_chat.glm.errors import (
     _USER_MESSAGES,
     APIConnectionError,
@@ -174,44 +175,52 @@ async def test_error_frame_mid_stream(client, fake):
         await client.complete(MESSAGES, model="m", mode="stream")
 
 
+SSE_HEAD = (
+    b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n"
+)
+Serve = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+
+
+def http_chunk(data: str) -> bytes:
+    raw = data.encode()
+    return b"%x\r\n%s\r\n" % (len(raw), raw)
+
+
+def content_frame(text: str) -> bytes:
+    return http_chunk(f'data: {{"choices":[{{"index":0,"delta":{{"content":"{text}"}}}}]}}\n\n')
+
+
+async def complete_from(serve: Serve) -> tuple[Completion, list[CallRecord]]:
+    """A completion from a loopback server that answers with ``serve``, and its call records."""
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    records: list[CallRecord] = []
+    client = make_client(f"http://127.0.0.1:{port}", timeout=5, on_call=records.append)
+    try:
+        return await client.complete(MESSAGES, model="m"), records
+    finally:
+        await client.aclose()
+        server.close()
+
+
 async def test_a_stream_the_platform_drops_mid_answer_is_asked_again_whole():
     """The connection closes after the first frame, mid-body: a connection error, retried;
     the answer is the whole one of the second attempt."""
-
-    def chunk(data: str) -> bytes:
-        raw = data.encode()
-        return b"%x\r\n%s\r\n" % (len(raw), raw)
-
-    def frame(text: str) -> bytes:
-        return chunk(f'data: {{"choices":[{{"index":0,"delta":{{"content":"{text}"}}}}]}}\n\n')
-
-    head = (
-        b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n"
-    )
-    end = chunk('data: {"choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}\n\n')
-    end += chunk("data: [DONE]\n\n") + b"0\r\n\r\n"
+    end = http_chunk('data: {"choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}\n\n')
+    end += http_chunk("data: [DONE]\n\n") + b"0\r\n\r\n"
     attempts = 0
 
     async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         nonlocal attempts
         attempts += 1
         await reader.readuntil(b"\r\n\r\n")
-        writer.write(head + frame("半句"))
+        writer.write(SSE_HEAD + content_frame("半句"))
         if attempts > 1:
-            writer.write(frame("话说完了") + end)
+            writer.write(content_frame("话说完了") + end)
         await writer.drain()
         writer.close()
 
-    server = await asyncio.start_server(serve, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    client = make_client(f"http://127.0.0.1:{port}", timeout=5)
-    records: list[CallRecord] = []
-    client._on_call = records.append
-    try:
-        completion = await client.complete(MESSAGES, model="m")
-    finally:
-        await client.aclose()
-        server.close()
+    completion, records = await complete_from(serve)
     assert completion.content == "半句话说完了"
     assert (attempts, records[0].attempts, records[0].ok) == (2, 2, True)
 
@@ -219,32 +228,19 @@ async def test_a_stream_the_platform_drops_mid_answer_is_asked_again_whole():
 async def test_an_answer_nobody_streams_is_read_whole_and_timed_from_its_first_bytes():
     """The answer's events come 0.3 s apart; with nobody reading them as they come the answer
     is taken whole, and its time to the first token is still that of the first event."""
-    head = (
-        b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n"
-    )
-
-    def chunk(data: str) -> bytes:
-        raw = data.encode()
-        return b"%x\r\n%s\r\n" % (len(raw), raw)
 
     async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await reader.readuntil(b"\r\n\r\n")
-        writer.write(head + chunk('data: {"choices":[{"index":0,"delta":{"content":"慢"}}]}\n\n'))
+        writer.write(SSE_HEAD + content_frame("慢"))
         await writer.drain()
         await asyncio.sleep(0.3)
         last = '{"choices":[{"index":0,"delta":{"content":"慢来"},"finish_reason":"stop"}]}'
-        writer.write(chunk(f"data: {last}\n\n") + chunk("data: [DONE]\n\n") + b"0\r\n\r\n")
+        writer.write(
+            http_chunk(f"data: {last}\n\n") + http_chunk("data: [DONE]\n\n") + b"0\r\n\r\n"
+        )
         await writer.drain()
 
-    server = await asyncio.start_server(serve, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    records: list[CallRecord] = []
-    client = make_client(f"http://127.0.0.1:{port}", timeout=5, on_call=records.append)
-    try:
-        completion = await client.complete(MESSAGES, model="m")
-    finally:
-        await client.aclose()
-        server.close()
+    completion, records = await complete_from(serve)
     assert completion.content == "慢慢来"
     assert records[0].first_token_s < 0.2 and records[0].total_s >= 0.3
 
