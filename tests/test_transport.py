@@ -361,6 +361,25 @@ def test_a_response_left_half_read_closes_its_connection(run) -> None:
     run(main())
 
 
+def test_a_big_body_read_gathered_comes_a_megabyte_or_so_at_a_time(run) -> None:
+    async def big(server: Server, request: bytes) -> bytes:
+        body = bytes(range(256)) * 12_000  # 3 MB
+        return b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n\r\n%s" % (len(body), body)
+
+    async def main() -> None:
+        transport = LeanTransport()
+        async with Server(big) as url:
+            request = httpx.Request("GET", url, extensions={"timeout": httpx.Timeout(5).as_dict()})
+            response = await transport.handle_async_request(request)
+            pieces = [piece async for piece in response.stream.gathered()]
+            await response.aclose()
+        await transport.aclose()
+        assert b"".join(pieces) == bytes(range(256)) * 12_000
+        assert len(pieces) >= 2  # the reader drained it past the high-water mark
+
+    run(main())
+
+
 def test_cancelling_a_request_mid_answer_frees_it(run) -> None:
     async def main() -> None:
         async with Server(first_stalls(5)) as url, client() as http:
