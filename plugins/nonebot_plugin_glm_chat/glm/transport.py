@@ -229,7 +229,7 @@ class _Connection(asyncio.Protocol):
         if self._buffered > HIGH_WATER and not self._paused and self._transport is not None:
             self._paused = True
             self._transport.pause_reading()
-        if not self._gathering or self._complete or self._buffered > HIGH_WATER:
+        if self._enough_gathered():
             self._wake()
 
     def pause_writing(self) -> None:
@@ -311,14 +311,14 @@ class _Connection(asyncio.Protocol):
         """What arrived of the body since the last read (several HTTP chunks at once, such as a
         stream's events that came together); b"" at its end. ``gather``: wait for the rest
         of the body, or for a megabyte of it."""
-        while not self._chunks or (gather and not self._complete and self._buffered <= HIGH_WATER):
-            if self._complete:
-                return b""
-            self._gathering = gather
-            try:
+        self._gathering = gather
+        try:
+            while not self._chunks or not self._enough_gathered():
+                if self._complete:
+                    return b""
                 await self._wait(timeout, httpx.ReadTimeout)
-            finally:
-                self._gathering = False
+        finally:
+            self._gathering = False
         chunk = self._chunks[0] if len(self._chunks) == 1 else b"".join(self._chunks)
         self._chunks.clear()
         self._buffered -= len(chunk)
@@ -349,6 +349,11 @@ class _Connection(asyncio.Protocol):
                 self._timer = None
         if self._error is not None:
             raise self._error
+
+    def _enough_gathered(self) -> bool:
+        """Whether a gathering reader has what it waits for (the body's end, or more than the
+        high-water mark of it); a reader that does not gather always has."""
+        return not self._gathering or self._complete or self._buffered > HIGH_WATER
 
     def _expire(self, timeout: float) -> None:
         """Fail the wait after ``timeout`` seconds without bytes (a wait that gathers is not
