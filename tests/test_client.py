@@ -245,6 +245,42 @@ async def test_an_answer_nobody_streams_is_read_whole_and_timed_from_its_first_b
     assert records[0].first_token_s < 0.2 and records[0].total_s >= 0.3
 
 
+async def test_an_answer_cancelled_while_it_is_gathered_frees_its_connection():
+    """Shutdown (or a reset) cancels an answer whose stream stalled mid-body: the call ends
+    as cancelled, and the next one gets a whole answer on a connection of its own."""
+    end = http_chunk('data: {"choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}\n\n')
+    end += http_chunk("data: [DONE]\n\n") + b"0\r\n\r\n"
+    connections = 0
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal connections
+        connections += 1
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(SSE_HEAD + content_frame("一半"))
+        await writer.drain()
+        if connections == 1:
+            await asyncio.sleep(30)  # stalls mid-body
+        writer.write(content_frame("完整") + end)
+        await writer.drain()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    records: list[CallRecord] = []
+    client = make_client(f"http://127.0.0.1:{port}", timeout=5, on_call=records.append)
+    try:
+        stalled = asyncio.ensure_future(client.complete(MESSAGES, model="m"))
+        await asyncio.sleep(0.2)
+        stalled.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await stalled
+        completion = await asyncio.wait_for(client.complete(MESSAGES, model="m"), 3)
+    finally:
+        await client.aclose()
+        server.close()
+    assert [record.error for record in records] == ["cancelled", None]
+    assert completion.content == "一半完整" and connections == 2
+
+
 async def test_a_stream_compressed_anyway_is_decompressed():
     """Requests ask for no compression; a server that compresses its stream all the same is
     read through httpx's decoders."""
