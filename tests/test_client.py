@@ -4,6 +4,7 @@ import asyncio
 import gzip
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager
 
 import httpx
 import jwt
@@ -190,24 +191,36 @@ def content_frame(text: str) -> bytes:
     return http_chunk(f'data: {{"choices":[{{"index":0,"delta":{{"content":"{text}"}}}}]}}\n\n')
 
 
-async def complete_from(serve: Serve) -> tuple[Completion, list[CallRecord]]:
-    """A completion from a loopback server that answers with ``serve``, and its call records."""
+STREAM_END = (
+    http_chunk('data: {"choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}\n\n')
+    + http_chunk("data: [DONE]\n\n")
+    + b"0\r\n\r\n"
+)
+
+
+@asynccontextmanager
+async def raw_client(serve: Serve) -> AsyncIterator[tuple[GLMClient, list[CallRecord]]]:
+    """A client of a loopback server that answers with ``serve``, and its call records."""
     server = await asyncio.start_server(serve, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
     records: list[CallRecord] = []
     client = make_client(f"http://127.0.0.1:{port}", timeout=5, on_call=records.append)
     try:
-        return await client.complete(MESSAGES, model="m"), records
+        yield client, records
     finally:
         await client.aclose()
         server.close()
 
 
+async def complete_from(serve: Serve) -> tuple[Completion, list[CallRecord]]:
+    """One completion from ``raw_client(serve)``, and its call records."""
+    async with raw_client(serve) as (client, records):
+        return await client.complete(MESSAGES, model="m"), records
+
+
 async def test_a_stream_the_platform_drops_mid_answer_is_asked_again_whole():
     """The connection closes after the first frame, mid-body: a connection error, retried;
     the answer is the whole one of the second attempt."""
-    end = http_chunk('data: {"choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}\n\n')
-    end += http_chunk("data: [DONE]\n\n") + b"0\r\n\r\n"
     attempts = 0
 
     async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -216,7 +229,7 @@ async def test_a_stream_the_platform_drops_mid_answer_is_asked_again_whole():
         await reader.readuntil(b"\r\n\r\n")
         writer.write(SSE_HEAD + content_frame("半句"))
         if attempts > 1:
-            writer.write(content_frame("话说完了") + end)
+            writer.write(content_frame("话说完了") + STREAM_END)
         await writer.drain()
         writer.close()
 
@@ -234,10 +247,7 @@ async def test_an_answer_nobody_streams_is_read_whole_and_timed_from_its_first_b
         writer.write(SSE_HEAD + content_frame("慢"))
         await writer.drain()
         await asyncio.sleep(0.3)
-        last = '{"choices":[{"index":0,"delta":{"content":"慢来"},"finish_reason":"stop"}]}'
-        writer.write(
-            http_chunk(f"data: {last}\n\n") + http_chunk("data: [DONE]\n\n") + b"0\r\n\r\n"
-        )
+        writer.write(content_frame("慢来") + STREAM_END)
         await writer.drain()
 
     completion, records = await complete_from(serve)
@@ -248,8 +258,6 @@ async def test_an_answer_nobody_streams_is_read_whole_and_timed_from_its_first_b
 async def test_an_answer_cancelled_while_it_is_gathered_frees_its_connection():
     """Shutdown (or a reset) cancels an answer whose stream stalled mid-body: the call ends
     as cancelled, and the next one gets a whole answer on a connection of its own."""
-    end = http_chunk('data: {"choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}\n\n')
-    end += http_chunk("data: [DONE]\n\n") + b"0\r\n\r\n"
     connections = 0
 
     async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -260,23 +268,16 @@ async def test_an_answer_cancelled_while_it_is_gathered_frees_its_connection():
         await writer.drain()
         if connections == 1:
             await asyncio.sleep(30)  # stalls mid-body
-        writer.write(content_frame("完整") + end)
+        writer.write(content_frame("完整") + STREAM_END)
         await writer.drain()
 
-    server = await asyncio.start_server(serve, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    records: list[CallRecord] = []
-    client = make_client(f"http://127.0.0.1:{port}", timeout=5, on_call=records.append)
-    try:
+    async with raw_client(serve) as (client, records):
         stalled = asyncio.ensure_future(client.complete(MESSAGES, model="m"))
         await asyncio.sleep(0.2)
         stalled.cancel()
         with pytest.raises(asyncio.CancelledError):
             await stalled
         completion = await asyncio.wait_for(client.complete(MESSAGES, model="m"), 3)
-    finally:
-        await client.aclose()
-        server.close()
     assert [record.error for record in records] == ["cancelled", None]
     assert completion.content == "一半完整" and connections == 2
 
