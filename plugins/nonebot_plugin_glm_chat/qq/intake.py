@@ -27,7 +27,7 @@ from nonebot.adapters.onebot.v11 import (
     GroupMessageEvent,
     MessageEvent,
 )
-from nonebot.consts import CMD_ARG_KEY, CMD_KEY, CMD_WHITESPACE_KEY, PREFIX_KEY
+from nonebot.consts import CMD_ARG_KEY, CMD_KEY, CMD_WHITESPACE_KEY
 from nonebot.matcher import current_matcher
 from nonebot.message import event_postprocessor, event_preprocessor
 from nonebot.rule import Rule, TrieRule
@@ -50,18 +50,24 @@ PRIVATE_CLOSED = "这个机器人目前不接受私聊，请在群里@我。"
 @dataclass(frozen=True)
 class Arrival:
     """A message's place and its number in arrival order (what the group said before it is
-    its background), and the safety net that gives both up if the event is dropped."""
+    its background), the account it came to, and the safety net that gives place and number
+    up if the event is dropped."""
 
     place: Place
     seq: int
+    bot: Bot | None  # None: the account was no longer connected
     unclaimed: weakref.finalize
 
     @classmethod
     def of(cls, event: MessageEvent, services: Services) -> Arrival:
+        """Reserve ``event``'s place; its account is looked up now, while it is connected (at
+        shutdown an account leaves ``get_bots()`` before its last events are handled)."""
         chat = chat_of(event)
         place = services.queues.reserve(chat)
         seq = services.reading.arrive(chat)
-        return cls(place, seq, weakref.finalize(event, _unclaimed, services.reading, place, seq))
+        bot = get_bots().get(str(event.self_id))
+        unclaimed = weakref.finalize(event, _unclaimed, services.reading, place, seq)
+        return cls(place, seq, bot if isinstance(bot, Bot) else None, unclaimed)
 
     def give(self, work: Work | None) -> None:
         """Fill the place; the safety net is no longer needed (and must not keep ``work``)."""
@@ -131,8 +137,11 @@ def register_arrival_models() -> None:
 register_arrival_models()
 
 
+# NoneBot runs two tasks per parameter of a processor or rule checker (checking and solving
+# it), each about as costly as the function itself: ask for as few as the function needs. The
+# account an event came to is taken from its arrival instead.
 @event_preprocessor
-async def _decide(bot: Bot, event: MessageEvent, state: T_State) -> None:
+async def _decide(event: MessageEvent, state: T_State) -> None:
     arrival: Arrival | None = getattr(event, "_glm_arrival", None)
     services = running_services()
     if services is None:
@@ -141,7 +150,9 @@ async def _decide(bot: Bot, event: MessageEvent, state: T_State) -> None:
         return
     arrival = arrival or Arrival.of(event, services)
     try:
-        work = await work_for(bot, event, state, services, arrival.seq)
+        work = None
+        if arrival.bot is not None:
+            work = await work_for(arrival.bot, event, state, services, arrival.seq)
     except BaseException:
         arrival.give(None)
         raise
@@ -185,7 +196,7 @@ async def work_for(
                 return None  # not background either
             remark = await overhear(bot, event, services, seq)
             return Aside(remark, REMARK_LANE) if remark is not None else None
-        if _other_command(bot, event, state):
+        if _other_command(bot, event):
             return None
     outbox = Outbox(bot, services.sent)
     if not group and not _may_talk_privately(event, config.glm_private, command is not None):
@@ -235,14 +246,13 @@ def _may_talk_privately(event: MessageEvent, private: str, command: bool) -> boo
     return is_superuser(event) and (private == "superusers" or command)
 
 
-def _other_command(bot: Bot, event: MessageEvent, state: T_State) -> bool:
+def _other_command(bot: Bot, event: MessageEvent) -> bool:
     """Whether the message starts with another plugin's command (then it is not a question).
 
     A command name followed directly by text (``/weatherfoo``) does not count, as with
     ``force_whitespace``.
     """
-    TrieRule.get_value(bot, event, state)
-    prefix = state.get(PREFIX_KEY) or {}
+    prefix = TrieRule.get_value(bot, event, {})
     if not prefix.get(CMD_KEY):
         return False
     return not prefix.get(CMD_ARG_KEY) or prefix.get(CMD_WHITESPACE_KEY) is not None
@@ -257,8 +267,6 @@ async def _private_closed(outbox: Outbox, event: MessageEvent, services: Service
     return Work(partial(outbox.say, event, PRIVATE_CLOSED))
 
 
-# NoneBot runs two tasks per parameter of a processor, rule or handler (checking and solving
-# it), each about as costly as the function itself: ask for as few as the function needs.
 @event_postprocessor
 async def _give_up_unclaimed(state: T_State) -> None:
     """Our matcher never ran for this event (another plugin's took it first): no answer."""
@@ -270,15 +278,31 @@ async def _has_work(state: T_State) -> bool:
     return STATE_KEY in state
 
 
+class _Decided(Rule):
+    """Our matcher's rule: our preprocessor put a decision in the state.
+
+    Checked in ``__call__``: NoneBot would run the checker as a dependent, in three tasks and
+    task groups of their own, for one dictionary lookup. The checker is kept, for whatever
+    reads a rule's checkers.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(_has_work)
+
+    async def __call__(self, bot: Any, event: Any, state: T_State, *args: Any) -> bool:
+        return STATE_KEY in state
+
+
 # The plugin's one matcher, for questions and commands alike: checking a matcher costs NoneBot
 # about as much CPU as echoing the message, so a message should meet one, not several. It keeps
 # from the host bot's other plugins only the messages it answered.
-waiter = on_message(rule=Rule(_has_work), priority=10, block=False)
+waiter = on_message(priority=10, block=False)
+waiter.rule = _Decided()  # ``on_message`` would copy a rule's checkers into a plain Rule
 
 
 @waiter.handle()
 async def _hand_over_and_wait() -> None:
-    matcher = current_matcher.get()  # not a parameter: see _give_up_unclaimed
+    matcher = current_matcher.get()  # not a parameter: see _decide
     decision: Decision = matcher.state[STATE_KEY]
     decision.arrival.give(decision.work)
     await decision.arrival.place.wait()
