@@ -128,6 +128,35 @@ async def test_a_summary_is_kept_only_while_the_conversation_is_as_it_was_summar
     assert not await store.save_summary("group:1", two, None)
 
 
+async def test_a_request_reads_the_summary_and_the_turns_after_it_at_once(store):
+    assert await store.context("group:1", 5) == (None, [])
+    for index in range(4):
+        await store.append_turn("group:1", Turn(f"q{index}", "a", ALICE))
+    await store.append_turn("group:2", Turn("other", "chat"))
+    assert await store.context("group:1", 3) == (
+        None,
+        [Turn(f"q{i}", "a", ALICE) for i in (1, 2, 3)],
+    )
+
+    [_, second, _, last] = await store.numbered("group:1", 4)
+    assert await store.save_summary(
+        "group:1", Summary("养猫", second.seq, second.created_at, 2), None
+    )
+    summary = await store.summary("group:1")
+    assert summary is not None
+    assert await store.context("group:1", 5) == (
+        summary,
+        [Turn("q2", "a", ALICE), Turn("q3", "a", ALICE)],
+    )
+    assert await store.context("group:1", 1) == (summary, [Turn("q3", "a", ALICE)])
+    assert await store.context("group:1", 0) == (summary, [])
+
+    everything = Summary("养猫，叫团子", last.seq, last.created_at, 4)
+    assert await store.save_summary("group:1", everything, summary)
+    assert await store.context("group:1", 5) == (await store.summary("group:1"), [])
+    assert await store.context("group:2", 5) == (None, [Turn("other", "chat")])
+
+
 async def test_turns_after_the_summary_are_numbered_oldest_first(store):
     for index in range(5):
         await store.append_turn("private:1", Turn(f"q{index}", "a"))

@@ -194,12 +194,7 @@ class ChatService:
         background = await self._background(question, options)
         if question.remark and not background:
             return None
-        summary = await self._summary(question.conversation)
-        history = await self.store.recent(
-            question.conversation,
-            self.settings.history_turns,
-            after=summary.upto if summary else 0,
-        )
+        summary, history = await self._recall(question.conversation)
         context = _Context(history, background, summary.text if summary else None)
         call = _Call(question, options, on_text, act)
         completion, prompt = await self._complete_fitting(call, context)
@@ -224,8 +219,13 @@ class ChatService:
             return []
         return await self.reading.since(question.chat, question.conversation, question.heard_until)
 
-    async def _summary(self, conversation: str) -> Summary | None:
-        return await self.store.summary(conversation) if self.summarizer is not None else None
+    async def _recall(self, conversation: str) -> tuple[Summary | None, list[Turn]]:
+        """The conversation's summary (None with GLM_SUMMARY=off) and the turns of its
+        history window after it."""
+        limit = self.settings.history_turns
+        if self.summarizer is None:
+            return None, await self.store.recent(conversation, limit)
+        return await self.store.context(conversation, limit)
 
     async def _complete_fitting(self, call: _Call, context: _Context) -> tuple[Completion, Prompt]:
         budget = self.settings.context_tokens
@@ -357,9 +357,7 @@ class ChatService:
     async def status(self, conversation: str, chat: str | None = None) -> ConversationStatus:
         settings = self.settings
         options = await self.options(chat or conversation)
-        summary = await self._summary(conversation)
-        after = summary.upto if summary else 0
-        history = await self.store.recent(conversation, settings.history_turns, after=after)
+        summary, history = await self._recall(conversation)
         return ConversationStatus(
             model=self.model_for(options),
             call_mode=settings.call_mode,

@@ -134,6 +134,24 @@ class ContextStore:
             for seq, at, sid, name, question, answer, context in rows
         ]
 
+    async def context(self, conversation: str, limit: int) -> tuple[Summary | None, list[Turn]]:
+        """The conversation's running summary and its last ``limit`` turns after it, oldest
+        first: what a request carries, read in one statement (not the two of ``summary`` and
+        ``recent``: each read is a round trip to the database's thread or server)."""
+        rows = await self.db.fetch(
+            "SELECT s.text, s.upto, s.upto_at, s.turns, s.updated_at, t.seq, t.speaker_id,"
+            " t.speaker_name, t.question, t.answer, t.context"
+            " FROM (SELECT CAST(:conversation AS TEXT) AS conversation) AS c"
+            " LEFT JOIN summaries AS s ON s.conversation = c.conversation"
+            " LEFT JOIN (SELECT seq, speaker_id, speaker_name, question, answer, context"
+            "  FROM turns WHERE conversation = :conversation AND seq > COALESCE("
+            "   (SELECT upto FROM summaries WHERE conversation = :conversation), 0)"
+            "  ORDER BY seq DESC LIMIT :limit) AS t ON true"
+            " ORDER BY t.seq",
+            {"conversation": conversation, "limit": max(limit, 0)},
+        )
+        return _summary(*rows[0][:5]), [_turn(*row[6:]) for row in rows if row[5] is not None]
+
     async def count(self, conversation: str, *, after: int = 0) -> int:
         """How many turns a conversation keeps (after turn ``after``)."""
         rows = await self.db.fetch(
@@ -157,9 +175,7 @@ class ContextStore:
             " WHERE conversation = :conversation",
             {"conversation": conversation},
         )
-        return next(
-            (Summary(str(t), int(u), float(a), int(n), float(w)) for t, u, a, n, w in rows), None
-        )
+        return _summary(*rows[0]) if rows else None
 
     async def save_summary(
         self, conversation: str, summary: Summary, replacing: Summary | None
@@ -351,6 +367,15 @@ def _options_from(
         int(chime or 0),
         None if tools is None else bool(tools),
     )
+
+
+def _summary(
+    text: str | None, upto: int, upto_at: float, turns: int, updated_at: float
+) -> Summary | None:
+    """A ``summaries`` row's summary (None: a row of a join that found none)."""
+    if text is None:
+        return None
+    return Summary(str(text), int(upto), float(upto_at), int(turns), float(updated_at))
 
 
 def _turn(
