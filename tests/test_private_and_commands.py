@@ -4,10 +4,11 @@ import itertools
 
 import pytest
 from nonebot import on_message
-from nonebot.adapters.onebot.v11 import Message, MessageSegment
+from nonebot.adapters.onebot.v11 import GroupMessageEvent, Message, MessageSegment
 from nonebug import App
 
 from plugins.nonebot_plugin_glm_chat.memory.models import Turn
+from plugins.nonebot_plugin_glm_chat.qq.intake import arriving
 from plugins.nonebot_plugin_glm_chat.runtime import get_services
 from tests.conftest import IGNORED_BOT_ID, SUPERUSER_ID
 from tests.support.events import group_message, private_message
@@ -136,8 +137,15 @@ async def test_an_unknown_vision_model_names_its_setting(app: App, fake_glm, gro
     await receive(app, event, quoted(event, expected))
 
 
+def as_parsed(event: GroupMessageEvent) -> GroupMessageEvent:
+    """``event`` as the adapter parses it: it takes its place in the queue on arrival."""
+    return arriving(GroupMessageEvent).model_validate(event.model_dump())
+
+
+@pytest.mark.timeout(30)  # a place left taken holds the next question up for good
+@pytest.mark.parametrize("parse", [False, True], ids=["built", "parsed"])
 async def test_a_message_another_plugin_takes_first_gets_no_answer_and_holds_nothing_up(
-    app: App, fake_glm, group
+    app: App, fake_glm, group, parse
 ):
     blocker = on_message(priority=1, block=True)  # another plugin's catch-all, ahead of ours
 
@@ -145,11 +153,17 @@ async def test_a_message_another_plugin_takes_first_gets_no_answer_and_holds_not
     async def _take_it() -> None:
         pass
 
+    taken = [
+        group_message("你好", group_id=group),
+        group_message("今天吃火锅", group_id=group, to_me=False),  # would be background
+    ]
     try:
-        await receive(app, group_message("你好", group_id=group))
+        for event in taken:
+            await receive(app, as_parsed(event) if parse else event)
     finally:
         blocker.destroy()
-    # The message nobody here answered gave its place up: the next one is not held behind it.
+    # What another plugin took gave its place up (the events are still alive here: it was
+    # given up, not left to be freed), and is not ours to keep as background either.
     after = group_message("还在吗", group_id=group)
     await receive(app, after, quoted(after, "回声#2：小明(42): 还在吗"))
     assert len(fake_glm.completions()) == 1

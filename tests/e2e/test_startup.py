@@ -222,7 +222,7 @@ async def test_log_level_decides_what_a_message_prints(bot_env, log_path: Path, 
     async with running as qq:
         await qq.reply_to(await qq.mention(123, 456, "你好"))
     output = running.process.log()
-    assert ("[DEBUG] nonebot | Running PreProcessors..." in output) == (level == "DEBUG")
+    assert ("[DEBUG] nonebot | Checking for matchers completed" in output) == (level == "DEBUG")
     assert ("[INFO] nonebot_plugin_glm_chat | glm call conv=group:123" in output) == (
         level != "WARNING"
     )

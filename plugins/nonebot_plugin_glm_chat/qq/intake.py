@@ -2,13 +2,19 @@
 
 A message takes its place in the queue the moment the adapter parses it: before the adapter
 awaits anything for it (looking up a quoted message with ``get_msg`` takes a round trip, during
-which later messages would overtake it). Our event preprocessor then decides what the message
-asks for: nothing (the place is given up at once; a group message is kept as background, the
-common case in a busy group, and now and then prompts a remark that takes its place), a ``/glm``
-command or a question. The work itself is handed over by the one matcher, so that another
-plugin that blocks the event with a matcher of higher priority stops the answer too; our event
-postprocessor then gives the place up. A place whose event never gets that far (another
-plugin's preprocessor ignored it) is given up when the event is freed.
+which later messages would overtake it). The rule of our one matcher then decides what the
+message asks for: nothing (the place is given up at once; a group message is kept as
+background, the common case in a busy group, and now and then prompts a remark that takes its
+place), a ``/glm`` command or a question, whose work the matcher hands over.
+
+A message another plugin takes first is not ours: neither answered nor kept as background. A
+matcher of higher priority that blocks it keeps it from our rule, and our event postprocessor
+gives its place up; a preprocessor that ignores it stops NoneBot before that, and the place is
+given up when the event is freed.
+
+NoneBot runs each parameter of a processor or rule checker in tasks of its own (two, about as
+costly as the function each), and every processor in a task group: so the rule is checked
+without them (``_Decided``), and the one processor asks for the event alone.
 """
 
 from __future__ import annotations
@@ -27,10 +33,10 @@ from nonebot.adapters.onebot.v11 import (
     GroupMessageEvent,
     MessageEvent,
 )
-from nonebot.consts import CMD_ARG_KEY, CMD_KEY, CMD_WHITESPACE_KEY
+from nonebot.consts import CMD_ARG_KEY, CMD_KEY, CMD_WHITESPACE_KEY, PREFIX_KEY
 from nonebot.matcher import current_matcher
-from nonebot.message import event_postprocessor, event_preprocessor
-from nonebot.rule import Rule, TrieRule
+from nonebot.message import event_postprocessor
+from nonebot.rule import Rule
 from nonebot.typing import T_State
 from pydantic import PrivateAttr
 
@@ -50,24 +56,19 @@ PRIVATE_CLOSED = "这个机器人目前不接受私聊，请在群里@我。"
 @dataclass(frozen=True)
 class Arrival:
     """A message's place and its number in arrival order (what the group said before it is
-    its background), the account it came to, and the safety net that gives place and number
-    up if the event is dropped."""
+    its background), and ``unclaimed``, which gives both up: called when the message is not
+    ours, or when the event is freed unclaimed."""
 
     place: Place
     seq: int
-    bot: Bot | None  # None: the account was no longer connected
     unclaimed: weakref.finalize
 
     @classmethod
     def of(cls, event: MessageEvent, services: Services) -> Arrival:
-        """Reserve ``event``'s place; its account is looked up now, while it is connected (at
-        shutdown an account leaves ``get_bots()`` before its last events are handled)."""
         chat = chat_of(event)
         place = services.queues.reserve(chat)
         seq = services.reading.arrive(chat)
-        bot = get_bots().get(str(event.self_id))
-        unclaimed = weakref.finalize(event, _unclaimed, services.reading, place, seq)
-        return cls(place, seq, bot if isinstance(bot, Bot) else None, unclaimed)
+        return cls(place, seq, weakref.finalize(event, _unclaimed, services.reading, place, seq))
 
     def give(self, work: Work | None) -> None:
         """Fill the place; the safety net is no longer needed (and must not keep ``work``)."""
@@ -77,7 +78,7 @@ class Arrival:
 
 @dataclass(frozen=True, repr=False)
 class Decision:
-    """A question or command on its way from our preprocessor to our matcher, in the state.
+    """A question or command on its way from our matcher's rule to its handler, in the state.
 
     No repr: NoneBot writes the state into a TRACE line each time a matcher runs, built even
     when nothing is logged at TRACE, and this one's would repr the whole event once more.
@@ -97,7 +98,7 @@ def _arrive(event: MessageEvent) -> Arrival | None:
     services = running_services()
     try:
         asyncio.get_running_loop()
-    except RuntimeError:  # built outside the bot's loop (a test): the preprocessor reserves
+    except RuntimeError:  # built outside the bot's loop (a test): the rule reserves
         return None
     return Arrival.of(event, services) if services is not None else None
 
@@ -137,22 +138,18 @@ def register_arrival_models() -> None:
 register_arrival_models()
 
 
-# NoneBot runs two tasks per parameter of a processor or rule checker (checking and solving
-# it), each about as costly as the function itself: ask for as few as the function needs. The
-# account an event came to is taken from its arrival instead.
-@event_preprocessor
-async def _decide(event: MessageEvent, state: T_State) -> None:
+async def _decide(bot: Bot, event: MessageEvent, state: T_State) -> bool:
+    """Decide what ``event`` asks for; whether it is work for our matcher (then it is in
+    ``state``). Anything else has given its place up or taken it (a remark)."""
     arrival: Arrival | None = getattr(event, "_glm_arrival", None)
     services = running_services()
     if services is None:
         if arrival is not None:
             arrival.give(None)
-        return
+        return False
     arrival = arrival or Arrival.of(event, services)
     try:
-        work = None
-        if arrival.bot is not None:
-            work = await work_for(arrival.bot, event, state, services, arrival.seq)
+        work = await work_for(bot, event, state, services, arrival.seq)
     except BaseException:
         arrival.give(None)
         raise
@@ -160,8 +157,9 @@ async def _decide(event: MessageEvent, state: T_State) -> None:
         services.reading.pass_over(arrival.seq)  # unless kept as background: settled
     if work is None or isinstance(work, Aside):
         arrival.give(work)
-    else:
-        state[STATE_KEY] = Decision(arrival, work)
+        return False
+    state[STATE_KEY] = Decision(arrival, work)
+    return True
 
 
 # In personal mode a remark (on the group's shared conversation) runs beside the members'
@@ -196,7 +194,7 @@ async def work_for(
                 return None  # not background either
             remark = await overhear(bot, event, services, seq)
             return Aside(remark, REMARK_LANE) if remark is not None else None
-        if _other_command(bot, event):
+        if _other_command(state):
             return None
     outbox = Outbox(bot, services.sent)
     if not group and not _may_talk_privately(event, config.glm_private, command is not None):
@@ -246,13 +244,14 @@ def _may_talk_privately(event: MessageEvent, private: str, command: bool) -> boo
     return is_superuser(event) and (private == "superusers" or command)
 
 
-def _other_command(bot: Bot, event: MessageEvent) -> bool:
-    """Whether the message starts with another plugin's command (then it is not a question).
+def _other_command(state: T_State) -> bool:
+    """Whether the message starts with another plugin's command (then it is not a question),
+    as NoneBot found it before matching.
 
     A command name followed directly by text (``/weatherfoo``) does not count, as with
     ``force_whitespace``.
     """
-    prefix = TrieRule.get_value(bot, event, {})
+    prefix = state.get(PREFIX_KEY) or {}
     if not prefix.get(CMD_KEY):
         return False
     return not prefix.get(CMD_ARG_KEY) or prefix.get(CMD_WHITESPACE_KEY) is not None
@@ -268,29 +267,28 @@ async def _private_closed(outbox: Outbox, event: MessageEvent, services: Service
 
 
 @event_postprocessor
-async def _give_up_unclaimed(state: T_State) -> None:
-    """Our matcher never ran for this event (another plugin's took it first): no answer."""
-    if (decision := state.get(STATE_KEY)) is not None:
-        decision.arrival.give(None)
-
-
-async def _has_work(state: T_State) -> bool:
-    return STATE_KEY in state
+async def _give_up_unclaimed(event: MessageEvent) -> None:
+    """Another plugin took the message first (our rule never saw it), or our matcher did not
+    run: its place is given up (a no-op once it was given)."""
+    arrival: Arrival | None = getattr(event, "_glm_arrival", None)
+    if arrival is not None:
+        arrival.unclaimed()
 
 
 class _Decided(Rule):
-    """Our matcher's rule: our preprocessor put a decision in the state.
+    """Our matcher's rule: ``_decide`` found work for it.
 
-    Checked in ``__call__``: NoneBot would run the checker as a dependent, in three tasks and
-    task groups of their own, for one dictionary lookup. The checker is kept, for whatever
-    reads a rule's checkers.
+    Called directly: as a checker, NoneBot would solve its three parameters in tasks and task
+    groups of their own. The checker is kept, for whatever reads a rule's checkers.
     """
 
     def __init__(self) -> None:
-        super().__init__(_has_work)
+        super().__init__(_decide)
 
     async def __call__(self, bot: Any, event: Any, state: T_State, *args: Any) -> bool:
-        return STATE_KEY in state
+        if not (isinstance(bot, Bot) and isinstance(event, MessageEvent)):
+            return False
+        return await _decide(bot, event, state)
 
 
 # The plugin's one matcher, for questions and commands alike: checking a matcher costs NoneBot
