@@ -300,7 +300,7 @@ waiter.rule = _Decided()  # ``on_message`` would copy a rule's checkers into a p
 
 @waiter.handle()
 async def _hand_over_and_wait() -> None:
-    matcher = current_matcher.get()  # not a parameter: see _decide
+    matcher = current_matcher.get()  # not a parameter: each costs NoneBot two tasks
     decision: Decision = matcher.state[STATE_KEY]
     decision.arrival.give(decision.work)
     await decision.arrival.place.wait()
