@@ -198,6 +198,14 @@ STREAM_END = (
 )
 
 
+async def open_stream(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, first: str
+) -> None:
+    """Read a request's head and start its SSE answer with the frame ``first``."""
+    await reader.readuntil(b"\r\n\r\n")
+    writer.write(SSE_HEAD + content_frame(first))
+
+
 @asynccontextmanager
 async def raw_client(serve: Serve) -> AsyncIterator[tuple[GLMClient, list[CallRecord]]]:
     """A client of a loopback server that answers with ``serve``, and its call records."""
@@ -226,8 +234,7 @@ async def test_a_stream_the_platform_drops_mid_answer_is_asked_again_whole():
     async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         nonlocal attempts
         attempts += 1
-        await reader.readuntil(b"\r\n\r\n")
-        writer.write(SSE_HEAD + content_frame("半句"))
+        await open_stream(reader, writer, "半句")
         if attempts > 1:
             writer.write(content_frame("话说完了") + STREAM_END)
         await writer.drain()
@@ -243,8 +250,7 @@ async def test_an_answer_nobody_streams_is_read_whole_and_timed_from_its_first_b
     is taken whole, and its time to the first token is still that of the first event."""
 
     async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await reader.readuntil(b"\r\n\r\n")
-        writer.write(SSE_HEAD + content_frame("慢"))
+        await open_stream(reader, writer, "慢")
         await writer.drain()
         await asyncio.sleep(0.3)
         writer.write(content_frame("慢来") + STREAM_END)
@@ -263,8 +269,7 @@ async def test_an_answer_cancelled_while_it_is_gathered_frees_its_connection():
     async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         nonlocal connections
         connections += 1
-        await reader.readuntil(b"\r\n\r\n")
-        writer.write(SSE_HEAD + content_frame("一半"))
+        await open_stream(reader, writer, "一半")
         await writer.drain()
         if connections == 1:
             await asyncio.sleep(30)  # stalls mid-body
