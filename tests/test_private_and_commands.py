@@ -4,11 +4,10 @@ import itertools
 
 import pytest
 from nonebot import on_message
-from nonebot.adapters.onebot.v11 import GroupMessageEvent, Message, MessageSegment
+from nonebot.adapters.onebot.v11 import Adapter, GroupMessageEvent, Message, MessageSegment
 from nonebug import App
 
 from plugins.nonebot_plugin_glm_chat.memory.models import Turn
-from plugins.nonebot_plugin_glm_chat.qq.intake import arriving
 from plugins.nonebot_plugin_glm_chat.runtime import get_services
 from tests.conftest import IGNORED_BOT_ID, SUPERUSER_ID
 from tests.support.events import group_message, private_message
@@ -139,7 +138,9 @@ async def test_an_unknown_vision_model_names_its_setting(app: App, fake_glm, gro
 
 def as_parsed(event: GroupMessageEvent) -> GroupMessageEvent:
     """``event`` as the adapter parses it: it takes its place in the queue on arrival."""
-    return arriving(GroupMessageEvent).model_validate(event.model_dump())
+    parsed = Adapter.json_to_event(event.model_dump())
+    assert isinstance(parsed, GroupMessageEvent) and parsed._glm_arrival is not None
+    return parsed
 
 
 @pytest.mark.timeout(30)  # a place left taken holds the next question up for good
